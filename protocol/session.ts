@@ -1,0 +1,592 @@
+/**
+ * One IoTMP link over a MessageChannel: CONNECT handshake, request/response correlation, keep-alive
+ * deadline and multiplexed TunnelStreams. Both the relay and the agent run this class; `role` decides
+ * stream id parity (relay even, agent odd) and who answers CONNECT.
+ */
+import { EventEmitter } from 'node:events'
+import type { Logger } from 'pino'
+import { Compile } from 'typebox/compile'
+import type { MessageChannel } from './channel.ts'
+import { decodeFrame } from './codec/decode.ts'
+import { encodeMessage, encodeStreamData } from './codec/encode.ts'
+import { protocolError, RemoteError, TetherProtocolError } from './errors.ts'
+import {
+  ConnectOkParams,
+  ConnectParams,
+  ConnectPayload,
+  DEFAULT_KEEP_ALIVE_SEC,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_WINDOW_BYTES,
+  DIAL_TIMEOUT_MS,
+  ErrorParams,
+  KEEP_ALIVE_GRACE,
+  MAX_FRAME_BYTES,
+  MAX_WINDOW_BYTES,
+  type Message,
+  MessageType,
+  messageTypeName,
+  PROTOCOL_VERSION,
+  StartStreamOkParams,
+  StartStreamParams,
+  StopStreamParams,
+  WireErrorCode,
+} from './messages.ts'
+import { TunnelStream } from './tunnel-stream.ts'
+
+const checkConnectParams = Compile(ConnectParams)
+const checkConnectPayload = Compile(ConnectPayload)
+const checkConnectOk = Compile(ConnectOkParams)
+const checkStartStream = Compile(StartStreamParams)
+const checkStartStreamOk = Compile(StartStreamOkParams)
+const checkStopStream = Compile(StopStreamParams)
+const checkError = Compile(ErrorParams)
+
+/** Channel bytes queued above which streams wait for drain (DESIGN.md: the session watches bufferedAmount). */
+export const CHANNEL_HIGH_WATER_BYTES = 2 * 1024 * 1024
+/** How long the relay waits for CONNECT after the socket opens. */
+export const CONNECT_WAIT_MS = 10_000
+
+/** WebSocket close codes used when a session ends the link. */
+export const CloseCode = { NORMAL: 1000, PROTOCOL: 1002, POLICY: 1008, TOO_BIG: 1009, DEAD: 4000 } as const
+
+export type Role = 'relay' | 'agent'
+
+/** CONNECT as the relay sees it. */
+export interface ConnectRequest {
+  user: string
+  device: string
+  credential: string
+  params: ConnectParams
+}
+
+/** An inbound START_STREAM waiting for the handler's decision. */
+export interface InboundStreamRequest {
+  id: number
+  resource: string
+  params: StartStreamParams
+  /** Answers OK and returns the open stream. */
+  accept(): TunnelStream
+  /** Answers ERROR {code, message}. */
+  reject(code: number, message: string): void
+}
+
+export interface SessionOptions {
+  role: Role
+  logger: Logger
+  maxFrameBytes?: number
+  /** Receive window this side grants per stream, bytes (default 256 KiB). */
+  windowBytes?: number
+  requestTimeoutMs?: number
+  /** Relay: checks CONNECT and returns the OK params; throw a TetherProtocolError to refuse. */
+  authenticate?: (req: ConnectRequest) => Promise<ConnectOkParams>
+  /** RUN handler; the resolved value is the OK payload. */
+  onRun?: (resource: string, payload: unknown, params: Record<string, unknown> | undefined) => Promise<unknown>
+  onStartStream?: (req: InboundStreamRequest) => void
+  onDescribe?: () => unknown
+}
+
+/** Why and how a session ended. */
+export interface CloseInfo {
+  reason: string
+  /** Wire error code when an ERROR ended the link (ours or the peer's). */
+  wireCode?: number
+  by: 'local' | 'remote'
+}
+
+interface Pending {
+  resolve(msg: Message): void
+  reject(err: Error): void
+  timer: NodeJS.Timeout
+  /** Runs synchronously on OK, before any later frame is handled (opens streams without a race). */
+  onOk?: (msg: Message) => void
+}
+
+type State = 'connecting' | 'open' | 'closed'
+
+/** Events: `open` (ConnectRequest on the relay, ConnectOkParams on the agent), `close` (CloseInfo). */
+export class Session extends EventEmitter {
+  readonly role: Role
+  readonly log: Logger
+  rxBytes = 0
+  txBytes = 0
+  connectedAt?: number
+  /** Set on the relay once CONNECT succeeded. */
+  peer?: ConnectRequest
+
+  readonly #channel: MessageChannel
+  readonly #opts: SessionOptions
+  readonly #maxFrame: number
+  readonly #window: number
+  #state: State = 'connecting'
+  #nextId: number
+  readonly #pending = new Map<number, Pending>()
+  readonly #streams = new Map<number, TunnelStream>()
+  readonly #reserved = new Set<number>()
+  readonly #drainWaiters: Array<() => void> = []
+  #keepAliveSec = DEFAULT_KEEP_ALIVE_SEC
+  #lastInbound = Date.now()
+  #deadlineTimer?: NodeJS.Timeout
+  #pingTimer?: NodeJS.Timeout
+  #connectTimer?: NodeJS.Timeout
+  #peerMaxFrame = MAX_FRAME_BYTES
+  #closeInfo?: CloseInfo
+  #authenticating = false
+
+  constructor(channel: MessageChannel, opts: SessionOptions) {
+    super()
+    this.role = opts.role
+    this.log = opts.logger
+    this.#channel = channel
+    this.#opts = opts
+    this.#maxFrame = opts.maxFrameBytes ?? MAX_FRAME_BYTES
+    this.#window = opts.windowBytes ?? DEFAULT_WINDOW_BYTES
+    this.#nextId = opts.role === 'relay' ? 2 : 1
+    channel.on('frame', (frame: Buffer) => this.#onFrame(frame))
+    channel.on('drain', () => this.#flushDrainWaiters())
+    channel.on('close', (code: number, reason: string) =>
+      this.#teardown({ reason: reason || `channel closed (${code})`, by: 'remote' }),
+    )
+    if (opts.role === 'relay') {
+      this.#connectTimer = setTimeout(
+        () => this.fail(protocolError('TETHER_ERR_PROTOCOL', 'no CONNECT within 10 s')),
+        CONNECT_WAIT_MS,
+      )
+    }
+  }
+
+  get isOpen(): boolean {
+    return this.#state === 'open'
+  }
+
+  get keepAliveSec(): number {
+    return this.#keepAliveSec
+  }
+
+  get closeInfo(): CloseInfo | undefined {
+    return this.#closeInfo
+  }
+
+  /** Open streams, for stats and tests. */
+  get streamCount(): number {
+    return this.#streams.size
+  }
+
+  /** Agent: sends CONNECT and resolves with the relay's OK params, or rejects with its ERROR. */
+  async connect(user: string, device: string, credential: string, keepAliveSec: number, agent: string) {
+    const reply = await this.#request(
+      {
+        type: MessageType.CONNECT,
+        streamId: this.#allocateId(),
+        params: { pv: PROTOCOL_VERSION, ka: keepAliveSec, agent, window: this.#window },
+        payload: [user, device, credential],
+      },
+      DEFAULT_REQUEST_TIMEOUT_MS,
+    )
+    if (!checkConnectOk.Check(reply.params)) throw protocolError('TETHER_ERR_PROTOCOL', 'malformed CONNECT reply')
+    const ok = reply.params as ConnectOkParams
+    this.#peerMaxFrame = ok.maxFrame
+    this.#open(ok.ka)
+    this.#pingTimer = setInterval(() => this.#send({ type: MessageType.KEEP_ALIVE, streamId: 0 }), ok.ka * 1000)
+    this.emit('open', ok)
+    return ok
+  }
+
+  /** Sends RUN `resource` and resolves with the OK payload. */
+  async run(resource: string, payload?: unknown, params?: Record<string, unknown>, timeoutMs?: number) {
+    const reply = await this.#request(
+      { type: MessageType.RUN, streamId: this.#allocateId(), resource, payload, params },
+      timeoutMs ?? this.#opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    )
+    return reply.payload
+  }
+
+  /** Sends DESCRIBE and resolves with the peer's description. */
+  async describe(): Promise<unknown> {
+    const reply = await this.#request(
+      { type: MessageType.DESCRIBE, streamId: this.#allocateId() },
+      this.#opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+    )
+    return reply.payload
+  }
+
+  /** Sends START_STREAM and resolves with the open stream once the peer answers OK. */
+  async openStream(resource: string, params: Omit<StartStreamParams, 'window'>): Promise<TunnelStream> {
+    const id = this.#allocateId()
+    let stream: TunnelStream | undefined
+    await this.#request(
+      { type: MessageType.START_STREAM, streamId: id, resource, params: { ...params, window: this.#window } },
+      DIAL_TIMEOUT_MS + 5000,
+      (ok) => {
+        const sendWindow = checkStartStreamOk.Check(ok.params) ? (ok.params as { window: number }).window : 0
+        stream = this.#addStream(id, sendWindow, resource)
+      },
+    )
+    return stream!
+  }
+
+  /** Ends the link after sending ERROR {code, message} for `err` (protocol faults, refusals, replacement). */
+  fail(err: TetherProtocolError | { wireCode: number; message: string }, closeCode?: number): void {
+    if (this.#state === 'closed') return
+    this.#send({ type: MessageType.ERROR, streamId: 0, params: { code: err.wireCode, message: err.message } })
+    const code = closeCode ?? (err.wireCode === WireErrorCode.BAD_ENCODING ? CloseCode.PROTOCOL : CloseCode.POLICY)
+    this.#channel.close(code, err.message)
+    this.#teardown({ reason: err.message, wireCode: err.wireCode, by: 'local' })
+  }
+
+  /** Closes the link gracefully with DISCONNECT. */
+  close(reason = 'closed'): void {
+    if (this.#state === 'closed') return
+    this.#send({ type: MessageType.DISCONNECT, streamId: 0 })
+    this.#channel.close(CloseCode.NORMAL, reason)
+    this.#teardown({ reason, by: 'local' })
+  }
+
+  // ---- inbound ---------------------------------------------------------------------------------------
+
+  #onFrame(frame: Buffer): void {
+    if (this.#state === 'closed') return
+    this.rxBytes += frame.length
+    this.#lastInbound = Date.now()
+    let msg: Message
+    try {
+      msg = decodeFrame(frame, this.#maxFrame)
+    } catch (err) {
+      this.#protocolFault(err)
+      return
+    }
+    try {
+      this.#dispatch(msg)
+    } catch (err) {
+      this.#protocolFault(err)
+    }
+  }
+
+  #protocolFault(err: unknown): void {
+    if (err instanceof TetherProtocolError) {
+      this.log.warn({ code: err.code }, `closing link: ${err.message}`)
+      const close = err.code === 'TETHER_ERR_FRAME_TOO_LARGE' ? CloseCode.TOO_BIG : undefined
+      this.fail(err, close)
+      return
+    }
+    this.log.error({ err }, 'closing link after an internal error')
+    this.fail({ wireCode: WireErrorCode.HANDLER_FAILED, message: 'internal error' }, 1011)
+  }
+
+  #dispatch(msg: Message): void {
+    if (this.#authenticating) throw protocolError('TETHER_ERR_PROTOCOL', 'frame before the CONNECT reply')
+    if (this.#state === 'connecting') {
+      if (this.role === 'relay') {
+        // IoTMP: CONNECT must come first, and only once.
+        if (msg.type !== MessageType.CONNECT) throw protocolError('TETHER_ERR_PROTOCOL', 'CONNECT must come first')
+        this.#onConnect(msg)
+        return
+      }
+      if (msg.type !== MessageType.OK && msg.type !== MessageType.ERROR) {
+        throw protocolError('TETHER_ERR_PROTOCOL', `${messageTypeName(msg.type)} before the CONNECT reply`)
+      }
+    }
+    switch (msg.type) {
+      case MessageType.STREAM_DATA:
+        return this.#onStreamData(msg)
+      case MessageType.STREAM_CREDIT:
+        return this.#onStreamCredit(msg)
+      case MessageType.OK:
+      case MessageType.ERROR:
+        return this.#onReply(msg)
+      case MessageType.KEEP_ALIVE:
+        // DESIGN.md: the relay echoes at once; the agent's deadline was refreshed by the arrival itself.
+        if (this.role === 'relay') this.#send({ type: MessageType.KEEP_ALIVE, streamId: 0 })
+        return
+      case MessageType.START_STREAM:
+        return this.#onStartStream(msg)
+      case MessageType.STOP_STREAM:
+        return this.#onStopStream(msg)
+      case MessageType.RUN:
+        return this.#onRun(msg)
+      case MessageType.DESCRIBE:
+        return this.#onDescribe(msg)
+      case MessageType.DISCONNECT:
+        this.#channel.close(CloseCode.NORMAL, 'peer disconnected')
+        return this.#teardown({ reason: 'peer sent DISCONNECT', by: 'remote' })
+      case MessageType.CONNECT:
+        throw protocolError('TETHER_ERR_PROTOCOL', 'CONNECT sent twice or by the relay')
+    }
+  }
+
+  #onConnect(msg: Message): void {
+    clearTimeout(this.#connectTimer)
+    const authenticate = this.#opts.authenticate
+    if (!authenticate) throw protocolError('TETHER_ERR_PROTOCOL', 'this side does not accept CONNECT')
+    const params = msg.params ?? {}
+    if (!checkConnectPayload.Check(msg.payload)) {
+      throw protocolError('TETHER_ERR_BAD_ENCODING', 'CONNECT payload must be [user, device, credential]')
+    }
+    if (!checkConnectParams.Check(params)) {
+      const ka = (params as { ka?: unknown }).ka
+      if (ka !== undefined && !(Number.isInteger(ka) && (ka as number) >= 1 && (ka as number) <= 1800)) {
+        this.#replyError(msg.streamId, WireErrorCode.INVALID_KEEP_ALIVE, 'keep-alive must be 1..1800 s')
+        this.#channel.close(CloseCode.POLICY, 'invalid keep-alive')
+        return this.#teardown({ reason: 'invalid keep-alive', wireCode: WireErrorCode.INVALID_KEEP_ALIVE, by: 'local' })
+      }
+      throw protocolError('TETHER_ERR_BAD_ENCODING', 'CONNECT params must be {pv, ka, agent?, window?}')
+    }
+    const [user, device, credential] = msg.payload as [string, string, string]
+    const req: ConnectRequest = { user, device, credential, params: params as ConnectParams }
+    // Any frame before the reply is a violation (checked in #dispatch).
+    this.#authenticating = true
+    authenticate(req).then(
+      (ok) => {
+        if (this.#state === 'closed') return
+        this.#authenticating = false
+        this.peer = req
+        this.#peerMaxFrame = this.#maxFrame
+        this.#send({ type: MessageType.OK, streamId: msg.streamId, params: ok })
+        this.#open(ok.ka)
+        this.emit('open', req)
+      },
+      (err: unknown) => {
+        if (this.#state === 'closed') return
+        const wire =
+          err instanceof TetherProtocolError
+            ? err
+            : { wireCode: WireErrorCode.HANDLER_FAILED, message: 'authentication failed' }
+        if (!(err instanceof TetherProtocolError)) this.log.error({ err }, 'CONNECT handler failed')
+        this.#replyError(msg.streamId, wire.wireCode, wire.message)
+        this.#channel.close(CloseCode.POLICY, wire.message)
+        this.#teardown({ reason: wire.message, wireCode: wire.wireCode, by: 'local' })
+      },
+    )
+  }
+
+  #onReply(msg: Message): void {
+    const pending = this.#pending.get(msg.streamId)
+    if (!pending) {
+      if (msg.type === MessageType.ERROR && msg.streamId === 0) {
+        // Link-level ERROR (replaced, protocol fault): remember it for the close that follows.
+        const p = checkError.Check(msg.params) ? (msg.params as ErrorParams) : undefined
+        this.#channel.close(CloseCode.NORMAL, p?.message ?? 'peer error')
+        this.#teardown({ reason: p?.message ?? 'peer sent ERROR', wireCode: p?.code, by: 'remote' })
+      }
+      return // a late reply to a request that already timed out
+    }
+    this.#pending.delete(msg.streamId)
+    clearTimeout(pending.timer)
+    if (msg.type === MessageType.OK) {
+      pending.onOk?.(msg)
+      pending.resolve(msg)
+      return
+    }
+    const p = checkError.Check(msg.params)
+      ? (msg.params as ErrorParams)
+      : { code: WireErrorCode.HANDLER_FAILED, message: 'peer answered ERROR' }
+    pending.reject(new RemoteError(p.code, p.message))
+  }
+
+  #onStartStream(msg: Message): void {
+    const id = msg.streamId
+    if (id === 0 || id % 2 === (this.role === 'relay' ? 0 : 1)) {
+      throw protocolError('TETHER_ERR_PROTOCOL', `stream id ${id} has the wrong parity for the peer`)
+    }
+    if (this.#streams.has(id) || this.#reserved.has(id)) {
+      throw protocolError('TETHER_ERR_PROTOCOL', `stream id ${id} is already in use`)
+    }
+    const handler = this.#opts.onStartStream
+    if (!checkStartStream.Check(msg.params)) {
+      return this.#replyError(id, WireErrorCode.BAD_ENCODING, 'START_STREAM params are malformed')
+    }
+    if (!handler) return this.#replyError(id, WireErrorCode.UNKNOWN_RESOURCE, 'this side accepts no streams')
+    const params = msg.params as StartStreamParams
+    this.#reserved.add(id)
+    let answered = false
+    const answer = () => {
+      if (answered) throw new Error(`stream ${id} was already answered`)
+      answered = true
+      this.#reserved.delete(id)
+    }
+    handler({
+      id,
+      resource: msg.resource ?? '',
+      params,
+      accept: () => {
+        answer()
+        if (this.#state === 'closed') throw protocolError('TETHER_ERR_LINK_CLOSED', 'before the stream opened')
+        const stream = this.#addStream(id, params.window, msg.resource ?? '')
+        this.#send({ type: MessageType.OK, streamId: id, params: { window: this.#window } })
+        return stream
+      },
+      reject: (code, message) => {
+        answer()
+        this.#replyError(id, code, message)
+      },
+    })
+  }
+
+  #onStopStream(msg: Message): void {
+    const stream = this.#streams.get(msg.streamId)
+    if (!stream) return // already closed on this side
+    const params = checkStopStream.Check(msg.params ?? {}) ? ((msg.params ?? {}) as StopStreamParams) : {}
+    stream.receiveStop(params)
+  }
+
+  #onStreamData(msg: Message): void {
+    const stream = this.#streams.get(msg.streamId)
+    if (!(msg.payload instanceof Uint8Array)) {
+      throw protocolError('TETHER_ERR_BAD_ENCODING', 'STREAM_DATA payload must be binary')
+    }
+    stream?.receiveData(msg.payload)
+  }
+
+  #onStreamCredit(msg: Message): void {
+    const bytes = msg.payload
+    if (typeof bytes !== 'number' || !Number.isInteger(bytes) || bytes <= 0 || bytes > MAX_WINDOW_BYTES) {
+      throw protocolError('TETHER_ERR_BAD_ENCODING', 'STREAM_CREDIT payload must be a positive byte count')
+    }
+    this.#streams.get(msg.streamId)?.receiveCredit(bytes)
+  }
+
+  #onRun(msg: Message): void {
+    const handler = this.#opts.onRun
+    const id = msg.streamId
+    if (!handler || !msg.resource) {
+      if (id !== 0) this.#replyError(id, WireErrorCode.UNKNOWN_RESOURCE, `unknown resource ${msg.resource ?? ''}`)
+      return
+    }
+    handler(msg.resource, msg.payload, msg.params).then(
+      (payload) => {
+        if (id !== 0) this.#send({ type: MessageType.OK, streamId: id, payload })
+      },
+      (err: unknown) => {
+        if (id === 0) return
+        const e = err as { wireCode?: number; message?: string }
+        this.#replyError(id, e.wireCode ?? WireErrorCode.HANDLER_FAILED, e.message ?? 'handler failed')
+      },
+    )
+  }
+
+  #onDescribe(msg: Message): void {
+    const describe = this.#opts.onDescribe
+    if (!describe) return this.#replyError(msg.streamId, WireErrorCode.UNKNOWN_RESOURCE, 'nothing to describe')
+    this.#send({ type: MessageType.OK, streamId: msg.streamId, payload: describe() })
+  }
+
+  // ---- outbound --------------------------------------------------------------------------------------
+
+  #send(msg: Message): void {
+    if (this.#state === 'closed') return
+    const frame = encodeMessage(msg)
+    if (frame.length > this.#peerMaxFrame) {
+      throw protocolError('TETHER_ERR_FRAME_TOO_LARGE', frame.length, this.#peerMaxFrame)
+    }
+    this.#write(frame)
+  }
+
+  #write(frame: Buffer): void {
+    this.txBytes += frame.length
+    this.#channel.send(frame)
+  }
+
+  #replyError(streamId: number, code: number, message: string): void {
+    this.#send({ type: MessageType.ERROR, streamId, params: { code, message } })
+  }
+
+  #request(msg: Message, timeoutMs: number, onOk?: (msg: Message) => void): Promise<Message> {
+    if (this.#state === 'closed') {
+      return Promise.reject(protocolError('TETHER_ERR_LINK_CLOSED', this.#closeInfo?.reason ?? 'closed'))
+    }
+    return new Promise<Message>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(msg.streamId)
+        reject(protocolError('TETHER_ERR_REQUEST_TIMEOUT', `${messageTypeName(msg.type)} ${msg.resource ?? ''}`, timeoutMs))
+      }, timeoutMs)
+      this.#pending.set(msg.streamId, { resolve, reject, timer, onOk })
+      this.#send(msg)
+    })
+  }
+
+  #allocateId(): number {
+    // Relay ids are even, agent ids odd, so the two sides never collide (DESIGN.md, "Stream ids").
+    for (;;) {
+      const id = this.#nextId
+      this.#nextId = id >= 0xfffffffd ? (this.role === 'relay' ? 2 : 1) : id + 2
+      if (!this.#pending.has(id) && !this.#streams.has(id)) return id
+    }
+  }
+
+  #addStream(id: number, sendWindow: number, resource: string): TunnelStream {
+    const stream = new TunnelStream(id, this.#streamHost, sendWindow, this.#window, resource)
+    this.#streams.set(id, stream)
+    return stream
+  }
+
+  readonly #streamHost = {
+    sendData: (id: number, data: Uint8Array) => {
+      if (this.#state !== 'closed') this.#write(encodeStreamData(id, data))
+    },
+    sendCredit: (id: number, bytes: number) => this.#send({ type: MessageType.STREAM_CREDIT, streamId: id, payload: bytes }),
+    sendStop: (id: number, params: StopStreamParams) =>
+      this.#send({ type: MessageType.STOP_STREAM, streamId: id, params }),
+    writable: () => this.#channel.bufferedAmount < CHANNEL_HIGH_WATER_BYTES,
+    whenWritable: (cb: () => void) => {
+      this.#drainWaiters.push(cb)
+    },
+    streamClosed: (id: number) => {
+      this.#streams.delete(id)
+    },
+  }
+
+  #flushDrainWaiters(): void {
+    const waiters = this.#drainWaiters.splice(0)
+    for (const cb of waiters) cb()
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------------
+
+  #open(keepAliveSec: number): void {
+    this.#state = 'open'
+    this.connectedAt = Date.now()
+    this.#keepAliveSec = keepAliveSec
+    this.#lastInbound = Date.now()
+    this.#armDeadline()
+  }
+
+  /** IoTMP: the link is dead after ka * 1.15 s with no inbound message; catches half-open TCP links. */
+  #armDeadline(): void {
+    const deadlineMs = this.#keepAliveSec * 1000 * KEEP_ALIVE_GRACE
+    const remaining = this.#lastInbound + deadlineMs - Date.now()
+    this.#deadlineTimer = setTimeout(
+      () => {
+        if (this.#state === 'closed') return
+        if (Date.now() - this.#lastInbound >= deadlineMs) {
+          const reason = `no message for ${(deadlineMs / 1000).toFixed(2)} s (keep-alive ${this.#keepAliveSec} s)`
+          this.log.warn(`link dead: ${reason}`)
+          const ws = this.#channel as { terminate?: () => void }
+          if (ws.terminate) ws.terminate()
+          else this.#channel.close(CloseCode.DEAD, 'keep-alive timeout')
+          this.#teardown({ reason, by: 'local' })
+          return
+        }
+        this.#armDeadline()
+      },
+      Math.max(remaining, 10),
+    )
+  }
+
+  #teardown(info: CloseInfo): void {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    this.#closeInfo = info
+    clearTimeout(this.#connectTimer)
+    clearTimeout(this.#deadlineTimer)
+    clearInterval(this.#pingTimer)
+    const err = protocolError('TETHER_ERR_LINK_CLOSED', info.reason)
+    for (const [, p] of this.#pending) {
+      clearTimeout(p.timer)
+      p.reject(info.wireCode ? new RemoteError(info.wireCode, info.reason) : err)
+    }
+    this.#pending.clear()
+    for (const stream of [...this.#streams.values()]) stream.linkLost(info.reason)
+    this.#streams.clear()
+    this.#flushDrainWaiters()
+    this.emit('close', info)
+  }
+}
