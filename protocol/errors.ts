@@ -15,11 +15,20 @@ export class TetherProtocolError extends Error {
 }
 
 const catalogue = {
-  TETHER_ERR_FRAME_TOO_LARGE: [WireErrorCode.BAD_ENCODING, (size: number, max: number) => `frame of ${size} bytes exceeds the ${max}-byte cap`],
+  TETHER_ERR_FRAME_TOO_LARGE: [
+    WireErrorCode.BAD_ENCODING,
+    (size: number, max: number) => `frame of ${size} bytes exceeds the ${max}-byte cap`,
+  ],
   TETHER_ERR_BAD_ENCODING: [WireErrorCode.BAD_ENCODING, (why: string) => `malformed frame: ${why}`],
   TETHER_ERR_UNKNOWN_TYPE: [WireErrorCode.BAD_ENCODING, (type: number) => `unknown message type ${type}`],
   TETHER_ERR_PROTOCOL: [WireErrorCode.PROTOCOL_VIOLATION, (why: string) => `protocol violation: ${why}`],
-  TETHER_ERR_REQUEST_TIMEOUT: [WireErrorCode.REQUEST_TIMEOUT, (what: string, ms: number) => `${what} got no reply within ${ms} ms`],
+  TETHER_ERR_REQUEST_TIMEOUT: [
+    WireErrorCode.REQUEST_TIMEOUT,
+    (what: string, ms: number) => `${what} got no reply within ${ms} ms`,
+  ],
+  TETHER_ERR_BAD_CREDENTIALS: [WireErrorCode.BAD_CREDENTIALS, () => 'bad credentials'],
+  TETHER_ERR_DEVICE_DISABLED: [WireErrorCode.DEVICE_DISABLED, () => 'device disabled'],
+  TETHER_ERR_REPLACED: [WireErrorCode.REPLACED, () => 'replaced by a newer connection'],
   TETHER_ERR_LINK_CLOSED: [WireErrorCode.LINK_CLOSED, (why: string) => `link closed: ${why}`],
 } as const
 

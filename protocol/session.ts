@@ -80,7 +80,11 @@ export interface SessionOptions {
   /** Relay: checks CONNECT and returns the OK params; throw a TetherProtocolError to refuse. */
   authenticate?: (req: ConnectRequest) => Promise<ConnectOkParams>
   /** RUN handler; the resolved value is the OK payload. */
-  onRun?: (resource: string, payload: unknown, params: Record<string, unknown> | undefined) => Promise<unknown>
+  onRun?: (
+    resource: string,
+    payload: unknown,
+    params: Record<string, unknown> | undefined,
+  ) => Promise<unknown>
   onStartStream?: (req: InboundStreamRequest) => void
   onDescribe?: () => unknown
 }
@@ -182,11 +186,15 @@ export class Session extends EventEmitter {
       },
       DEFAULT_REQUEST_TIMEOUT_MS,
     )
-    if (!checkConnectOk.Check(reply.params)) throw protocolError('TETHER_ERR_PROTOCOL', 'malformed CONNECT reply')
+    if (!checkConnectOk.Check(reply.params))
+      throw protocolError('TETHER_ERR_PROTOCOL', 'malformed CONNECT reply')
     const ok = reply.params as ConnectOkParams
     this.#peerMaxFrame = ok.maxFrame
     this.#open(ok.ka)
-    this.#pingTimer = setInterval(() => this.#send({ type: MessageType.KEEP_ALIVE, streamId: 0 }), ok.ka * 1000)
+    this.#pingTimer = setInterval(
+      () => this.#send({ type: MessageType.KEEP_ALIVE, streamId: 0 }),
+      ok.ka * 1000,
+    )
     this.emit('open', ok)
     return ok
   }
@@ -228,7 +236,8 @@ export class Session extends EventEmitter {
   fail(err: TetherProtocolError | { wireCode: number; message: string }, closeCode?: number): void {
     if (this.#state === 'closed') return
     this.#send({ type: MessageType.ERROR, streamId: 0, params: { code: err.wireCode, message: err.message } })
-    const code = closeCode ?? (err.wireCode === WireErrorCode.BAD_ENCODING ? CloseCode.PROTOCOL : CloseCode.POLICY)
+    const code =
+      closeCode ?? (err.wireCode === WireErrorCode.BAD_ENCODING ? CloseCode.PROTOCOL : CloseCode.POLICY)
     this.#channel.close(code, err.message)
     this.#teardown({ reason: err.message, wireCode: err.wireCode, by: 'local' })
   }
@@ -277,7 +286,8 @@ export class Session extends EventEmitter {
     if (this.#state === 'connecting') {
       if (this.role === 'relay') {
         // IoTMP: CONNECT must come first, and only once.
-        if (msg.type !== MessageType.CONNECT) throw protocolError('TETHER_ERR_PROTOCOL', 'CONNECT must come first')
+        if (msg.type !== MessageType.CONNECT)
+          throw protocolError('TETHER_ERR_PROTOCOL', 'CONNECT must come first')
         this.#onConnect(msg)
         return
       }
@@ -326,7 +336,11 @@ export class Session extends EventEmitter {
       if (ka !== undefined && !(Number.isInteger(ka) && (ka as number) >= 1 && (ka as number) <= 1800)) {
         this.#replyError(msg.streamId, WireErrorCode.INVALID_KEEP_ALIVE, 'keep-alive must be 1..1800 s')
         this.#channel.close(CloseCode.POLICY, 'invalid keep-alive')
-        return this.#teardown({ reason: 'invalid keep-alive', wireCode: WireErrorCode.INVALID_KEEP_ALIVE, by: 'local' })
+        return this.#teardown({
+          reason: 'invalid keep-alive',
+          wireCode: WireErrorCode.INVALID_KEEP_ALIVE,
+          by: 'local',
+        })
       }
       throw protocolError('TETHER_ERR_BAD_ENCODING', 'CONNECT params must be {pv, ka, agent?, window?}')
     }
@@ -409,7 +423,8 @@ export class Session extends EventEmitter {
       params,
       accept: () => {
         answer()
-        if (this.#state === 'closed') throw protocolError('TETHER_ERR_LINK_CLOSED', 'before the stream opened')
+        if (this.#state === 'closed')
+          throw protocolError('TETHER_ERR_LINK_CLOSED', 'before the stream opened')
         const stream = this.#addStream(id, params.window, msg.resource ?? '')
         this.#send({ type: MessageType.OK, streamId: id, params: { window: this.#window } })
         return stream
@@ -448,7 +463,8 @@ export class Session extends EventEmitter {
     const handler = this.#opts.onRun
     const id = msg.streamId
     if (!handler || !msg.resource) {
-      if (id !== 0) this.#replyError(id, WireErrorCode.UNKNOWN_RESOURCE, `unknown resource ${msg.resource ?? ''}`)
+      if (id !== 0)
+        this.#replyError(id, WireErrorCode.UNKNOWN_RESOURCE, `unknown resource ${msg.resource ?? ''}`)
       return
     }
     handler(msg.resource, msg.payload, msg.params).then(
@@ -465,7 +481,8 @@ export class Session extends EventEmitter {
 
   #onDescribe(msg: Message): void {
     const describe = this.#opts.onDescribe
-    if (!describe) return this.#replyError(msg.streamId, WireErrorCode.UNKNOWN_RESOURCE, 'nothing to describe')
+    if (!describe)
+      return this.#replyError(msg.streamId, WireErrorCode.UNKNOWN_RESOURCE, 'nothing to describe')
     this.#send({ type: MessageType.OK, streamId: msg.streamId, payload: describe() })
   }
 
@@ -496,7 +513,13 @@ export class Session extends EventEmitter {
     return new Promise<Message>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(msg.streamId)
-        reject(protocolError('TETHER_ERR_REQUEST_TIMEOUT', `${messageTypeName(msg.type)} ${msg.resource ?? ''}`, timeoutMs))
+        reject(
+          protocolError(
+            'TETHER_ERR_REQUEST_TIMEOUT',
+            `${messageTypeName(msg.type)} ${msg.resource ?? ''}`,
+            timeoutMs,
+          ),
+        )
       }, timeoutMs)
       this.#pending.set(msg.streamId, { resolve, reject, timer, onOk })
       this.#send(msg)
@@ -522,7 +545,8 @@ export class Session extends EventEmitter {
     sendData: (id: number, data: Uint8Array) => {
       if (this.#state !== 'closed') this.#write(encodeStreamData(id, data))
     },
-    sendCredit: (id: number, bytes: number) => this.#send({ type: MessageType.STREAM_CREDIT, streamId: id, payload: bytes }),
+    sendCredit: (id: number, bytes: number) =>
+      this.#send({ type: MessageType.STREAM_CREDIT, streamId: id, payload: bytes }),
     sendStop: (id: number, params: StopStreamParams) =>
       this.#send({ type: MessageType.STOP_STREAM, streamId: id, params }),
     writable: () => this.#channel.bufferedAmount < CHANNEL_HIGH_WATER_BYTES,

@@ -13,7 +13,8 @@ const MAX_STREAM_ID = 0xffffffff
 
 /** Decodes one frame into a message, or throws a TetherProtocolError naming the fault. */
 export function decodeFrame(frame: Uint8Array, maxFrameBytes: number): Message {
-  if (frame.length > maxFrameBytes) throw protocolError('TETHER_ERR_FRAME_TOO_LARGE', frame.length, maxFrameBytes)
+  if (frame.length > maxFrameBytes)
+    throw protocolError('TETHER_ERR_FRAME_TOO_LARGE', frame.length, maxFrameBytes)
   let value: unknown
   try {
     value = unpackr.unpack(frame)

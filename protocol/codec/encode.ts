@@ -6,7 +6,13 @@ const packr = new Packr({ useRecords: false, variableMapSize: true })
 
 /** Encodes any message as `[type, streamId, params, payload, resource]`, trailing absent fields omitted. */
 export function encodeMessage(msg: Message): Buffer {
-  const fields: unknown[] = [msg.type, msg.streamId, msg.params ?? null, msg.payload ?? null, msg.resource ?? null]
+  const fields: unknown[] = [
+    msg.type,
+    msg.streamId,
+    msg.params ?? null,
+    msg.payload ?? null,
+    msg.resource ?? null,
+  ]
   let length = fields.length
   while (length > 2 && fields[length - 1] === null) length--
   fields.length = length

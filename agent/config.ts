@@ -1,0 +1,49 @@
+/** Agent configuration: one typebox schema with defaults, validated once at start and frozen. */
+import { type Static, Type } from 'typebox'
+import { Value } from 'typebox/value'
+
+export const AgentConfig = Type.Object(
+  {
+    relay: Type.String({
+      pattern: '^wss?://',
+      description: 'relay URL, ws:// or wss:// (path /iotmp added)',
+    }),
+    user: Type.String({ minLength: 1, description: 'owner of the device on the relay' }),
+    device: Type.String({ minLength: 1, description: 'device id of this agent' }),
+    credential: Type.String({ minLength: 1, description: 'device credential shown once at creation' }),
+    keepAliveSec: Type.Integer({ minimum: 1, maximum: 1800, default: 60 }),
+    allow: Type.Array(Type.String(), {
+      default: [],
+      description: 'local targets the relay may open; empty denies all',
+    }),
+    ca: Type.Optional(Type.String({ description: 'PEM file of the CA that signed the relay certificate' })),
+    insecure: Type.Boolean({
+      default: false,
+      description: 'skip relay certificate verification (testing only)',
+    }),
+    stateDir: Type.String({ default: './agent-state', description: 'LevelDB buffer and state' }),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+    dialTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
+    windowBytes: Type.Integer({ minimum: 16 * 1024, maximum: 16 * 1024 * 1024, default: 256 * 1024 }),
+    maskFrames: Type.Union([Type.Literal('auto'), Type.Boolean()], {
+      default: 'auto',
+      description: 'RFC 6455 masking; auto masks only plain ws to a non-loopback relay',
+    }),
+  },
+  { additionalProperties: false },
+)
+export type AgentConfig = Static<typeof AgentConfig>
+
+/** Fills defaults, validates and freezes; throws an Error listing every bad key. */
+export function loadAgentConfig(input: Record<string, unknown>): Readonly<AgentConfig> {
+  const withDefaults = Value.Default(AgentConfig, structuredClone(input)) as AgentConfig
+  const errors = [...Value.Errors(AgentConfig, withDefaults)]
+  if (errors.length > 0) {
+    const lines = errors.map((e) => `${e.instancePath || '/'} ${e.message}`)
+    throw new Error(`invalid agent configuration:\n  ${lines.join('\n  ')}`)
+  }
+  return Object.freeze(withDefaults)
+}

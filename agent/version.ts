@@ -1,0 +1,6 @@
+/** The agent's version, reported in CONNECT and DESCRIBE. */
+import { readFileSync } from 'node:fs'
+
+export const AGENT_VERSION: string = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+).version

@@ -1,0 +1,49 @@
+/** `tether relay`: runs the cloud relay. */
+import { Command, Option } from 'commander'
+import { startRelay } from '../relay/app.ts'
+import type { RelayConfig } from '../relay/config.ts'
+import { stopOnSignals } from './signals.ts'
+
+/** Prints the first-start admin password where the operator will see it. */
+export function printAdminBanner(username: string, password: string, generated: boolean): void {
+  const how = generated ? 'one-time password (shown only now)' : 'password from TETHER_ADMIN_PASSWORD'
+  process.stderr.write(
+    `\n  First start: created user "${username}" with role admin.\n  ${how}: ${generated ? password : '(hidden)'}\n\n`,
+  )
+}
+
+export function relayCommand(): Command {
+  return new Command('relay')
+    .description('run the cloud relay (HTTP API, /iotmp for agents, proxy listeners)')
+    .addOption(new Option('--host <address>', 'bind address').env('TETHER_HOST').default('0.0.0.0'))
+    .addOption(
+      new Option('--port <port>', 'HTTP/WebSocket port (0 = any)').env('TETHER_PORT').default('8080'),
+    )
+    .addOption(new Option('--data-dir <dir>', 'LevelDB and secrets').env('TETHER_DATA_DIR').default('./data'))
+    .addOption(new Option('--log-level <level>', 'pino level').env('TETHER_LOG_LEVEL').default('info'))
+    .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve https/wss').env('TETHER_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'PEM private key').env('TETHER_TLS_KEY'))
+    .addOption(new Option('--trust-proxy', 'client address from X-Forwarded-For').env('TETHER_TRUST_PROXY'))
+    .addOption(
+      new Option('--window <bytes>', 'per-stream flow-control window')
+        .env('TETHER_WINDOW_BYTES')
+        .default('262144'),
+    )
+    .addHelpText('after', '\nFirst start creates user "admin"; TETHER_ADMIN_PASSWORD sets its password.')
+    .action(async (o) => {
+      const config: Partial<RelayConfig> = {
+        host: o.host,
+        port: Number(o.port),
+        dataDir: o.dataDir,
+        logLevel: o.logLevel,
+        tlsCert: o.tlsCert,
+        tlsKey: o.tlsKey,
+        trustProxy: Boolean(o.trustProxy),
+        windowBytes: Number(o.window),
+        adminPassword: process.env.TETHER_ADMIN_PASSWORD || undefined,
+      }
+      const relay = await startRelay(config, { onAdminCreated: printAdminBanner })
+      relay.app.log.info(`relay ready: API ${relay.url}, agents connect to ${relay.iotmpUrl}`)
+      stopOnSignals(() => relay.close())
+    })
+}

@@ -1,0 +1,142 @@
+/**
+ * The relay's app factory: builds logger, store, agent hub and auth from the validated config, registers each
+ * capability with those passed explicitly, and listens. Nothing stateful lives at module level.
+ */
+import { readFileSync } from 'node:fs'
+import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
+import { type Logger, pino } from 'pino'
+import authPlugin from './auth/index.ts'
+import { levelUsersStore } from './auth/users-store.ts'
+import { loadRelayConfig, type RelayConfig } from './config.ts'
+import { levelDevicesStore } from './devices/devices-store.ts'
+import devicesPlugin from './devices/index.ts'
+import { AgentHub } from './hub/agent-hub.ts'
+import proxiesPlugin from './proxies/index.ts'
+import { levelProxiesStore } from './proxies/proxies-store.ts'
+import { ProxyManager } from './proxies/proxy-manager.ts'
+import { openLevelStore } from './store/level-store.ts'
+
+/** A running relay. */
+export interface Relay {
+  app: FastifyInstance
+  hub: AgentHub
+  proxies: ProxyManager
+  config: Readonly<RelayConfig>
+  /** Bound port (useful with `port: 0`). */
+  port: number
+  /** `http://host:port` or `https://…` */
+  url: string
+  /** `ws://host:port/iotmp` or `wss://…` */
+  iotmpUrl: string
+  close(): Promise<void>
+}
+
+export interface RelayStartOptions {
+  logger?: Logger
+  /** Called once at first start with the admin password to show. */
+  onAdminCreated?: (username: string, password: string, generated: boolean) => void
+}
+
+/** Secrets never reach logs. */
+const REDACT = [
+  'req.headers.authorization',
+  'credential',
+  'password',
+  'token',
+  'access_token',
+  'refresh_token',
+  '*.credential',
+  '*.password',
+]
+
+/** Creates the relay's pino logger. */
+export function relayLogger(level: string): Logger {
+  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' } })
+}
+
+/** Starts a relay from (partial) configuration; defaults fill the rest. */
+export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOptions = {}): Promise<Relay> {
+  const config = loadRelayConfig(input)
+  const logger = opts.logger ?? relayLogger(config.logLevel)
+  const store = await openLevelStore(config.dataDir)
+  const https = config.tlsCert
+    ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey as string) }
+    : undefined
+
+  const app = Fastify({
+    loggerInstance: logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: config.trustProxy,
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false },
+    },
+    ...(https ? { https } : {}),
+  }) as unknown as FastifyInstance
+
+  const devices = levelDevicesStore(store.table('devices'))
+  const hub = new AgentHub({
+    devices,
+    logger: logger.child({ component: 'hub' }),
+    windowBytes: config.windowBytes,
+    maxFrameBytes: config.maxFrameBytes,
+    maxKeepAliveSec: config.maxKeepAliveSec,
+    trustProxy: config.trustProxy,
+  })
+  const proxies = new ProxyManager(hub, logger.child({ component: 'proxies' }))
+  const proxiesStore = levelProxiesStore(store.table('proxies'))
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500
+    const code = err.validation ? 'TETHER_ERR_VALIDATION' : (err.code ?? 'TETHER_ERR_INTERNAL')
+    if (status >= 500) req.log.error({ err }, 'request failed')
+    else req.log.info({ code, url: req.url }, err.message)
+    reply.code(status).send({ error: { code, message: status >= 500 ? 'internal error' : err.message } })
+  })
+  app.setNotFoundHandler((req, reply) => {
+    reply
+      .code(404)
+      .send({ error: { code: 'TETHER_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url}` } })
+  })
+
+  app.get('/healthz', async () => ({ status: 'ok', agents: hub.size }))
+  await app.register(authPlugin, {
+    users: levelUsersStore(store.table('users')),
+    meta: store.table<string>('meta'),
+    accessTokenTtlSec: config.accessTokenTtlSec,
+    refreshTokenTtlSec: config.refreshTokenTtlSec,
+    adminPassword: config.adminPassword,
+    onAdminCreated: opts.onAdminCreated,
+  })
+  await app.register(devicesPlugin, { devices, hub })
+  await app.register(proxiesPlugin, { proxies: proxiesStore, manager: proxies })
+
+  app.server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head))
+  app.addHook('preClose', async () => {
+    await proxies.closeAll()
+    await hub.close()
+  })
+  app.addHook('onClose', async () => {
+    await store.close()
+  })
+
+  await app.listen({ host: config.host, port: config.port })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address ? address.port : config.port
+
+  // Profiles persist: re-open every listener at start (a failure is kept on the profile's status).
+  for (const profile of await proxiesStore.list()) await proxies.apply(profile)
+
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host
+  const hostPart = host.includes(':') ? `[${host}]` : host
+  const scheme = https ? 'https' : 'http'
+  return {
+    app,
+    hub,
+    proxies,
+    config,
+    port,
+    url: `${scheme}://${hostPart}:${port}`,
+    iotmpUrl: `${https ? 'wss' : 'ws'}://${hostPart}:${port}/iotmp`,
+    close: () => app.close(),
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * The agent hub: accepts agents on `/iotmp`, authenticates CONNECT against the device registry, keeps one
+ * live Session per device (a newer connection replaces the older, code 6) and records link statistics.
+ */
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Logger } from 'pino'
+import { WebSocketServer } from 'ws'
+import { protocolError } from '../../protocol/errors.ts'
+import { IOTMP_PATH, IOTMP_SUBPROTOCOL } from '../../protocol/messages.ts'
+import { type ConnectRequest, Session } from '../../protocol/session.ts'
+import { WsChannel } from '../../protocol/ws-channel.ts'
+import { verifySecret } from '../auth/passwords.ts'
+import type { DevicesStore } from '../devices/devices-store.ts'
+
+export interface AgentHubOptions {
+  devices: DevicesStore
+  logger: Logger
+  windowBytes: number
+  maxFrameBytes: number
+  maxKeepAliveSec: number
+  trustProxy: boolean
+}
+
+/** One connected agent. */
+export interface AgentLink {
+  user: string
+  device: string
+  session: Session
+  ipAddress: string
+  connectedAt: number
+  agentVersion?: string
+}
+
+const linkKey = (user: string, device: string) => `${user}/${device}`
+
+/** Events: `connected` (AgentLink), `disconnected` (AgentLink, reason). */
+export class AgentHub extends EventEmitter {
+  readonly #opts: AgentHubOptions
+  readonly #links = new Map<string, AgentLink>()
+  readonly #sessions = new Set<Session>()
+  readonly #wss: WebSocketServer
+
+  constructor(opts: AgentHubOptions) {
+    super()
+    this.#opts = opts
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      // Frames above the cap get our ERROR from the decoder; only grossly oversized ones are cut by ws itself.
+      maxPayload: opts.maxFrameBytes * 2,
+      handleProtocols: (protocols) => (protocols.has(IOTMP_SUBPROTOCOL) ? IOTMP_SUBPROTOCOL : false),
+    })
+  }
+
+  /** The live link of a device, if connected. */
+  get(user: string, device: string): AgentLink | undefined {
+    return this.#links.get(linkKey(user, device))
+  }
+
+  /** Number of links that completed CONNECT. */
+  get size(): number {
+    return this.#links.size
+  }
+
+  /** Node `upgrade` handler: takes `/iotmp`, refuses other paths. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = (req.url ?? '').split('?')[0]
+    if (path !== IOTMP_PATH) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      return
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      if (ws.protocol !== IOTMP_SUBPROTOCOL) {
+        ws.close(1002, `subprotocol ${IOTMP_SUBPROTOCOL} required`)
+        return
+      }
+      this.#accept(new WsChannel(ws), this.#clientAddress(req))
+    })
+  }
+
+  /** Ends a device's link with ERROR `wireCode` (device disabled or deleted). */
+  kick(user: string, device: string, wireCode: number, message: string): void {
+    this.get(user, device)?.session.fail({ wireCode, message })
+  }
+
+  /** Closes every link (relay shutdown). */
+  async close(): Promise<void> {
+    for (const session of this.#sessions) session.close('relay shutting down')
+    await new Promise<void>((resolve) => this.#wss.close(() => resolve()))
+  }
+
+  #clientAddress(req: IncomingMessage): string {
+    const forwarded = req.headers['x-forwarded-for']
+    if (this.#opts.trustProxy && typeof forwarded === 'string') return forwarded.split(',')[0]!.trim()
+    return req.socket.remoteAddress ?? ''
+  }
+
+  #accept(channel: WsChannel, ipAddress: string): void {
+    const log = this.#opts.logger.child({ ip: ipAddress })
+    let link: AgentLink | undefined
+    const session = new Session(channel, {
+      role: 'relay',
+      logger: log,
+      windowBytes: this.#opts.windowBytes,
+      maxFrameBytes: this.#opts.maxFrameBytes,
+      authenticate: async (req) => {
+        await this.#authenticate(req)
+        link = {
+          user: req.user,
+          device: req.device,
+          session,
+          ipAddress,
+          connectedAt: Date.now(),
+          agentVersion: req.params.agent,
+        }
+        const key = linkKey(req.user, req.device)
+        const previous = this.#links.get(key)
+        if (previous) {
+          log.warn({ user: req.user, device: req.device }, 'device connected again: replacing the older link')
+          previous.session.fail(protocolError('TETHER_ERR_REPLACED'))
+        }
+        this.#links.set(key, link)
+        return {
+          ka: Math.min(req.params.ka, this.#opts.maxKeepAliveSec),
+          maxFrame: this.#opts.maxFrameBytes,
+          window: this.#opts.windowBytes,
+        }
+      },
+    })
+    this.#sessions.add(session)
+    session.on('open', (req: ConnectRequest) => {
+      log.info(
+        { user: req.user, device: req.device, agent: req.params.agent, ka: session.keepAliveSec },
+        'agent connected',
+      )
+      if (link) this.emit('connected', link)
+    })
+    session.on('close', (info: { reason: string }) => {
+      this.#sessions.delete(session)
+      if (!link) {
+        log.info(`link closed before CONNECT completed: ${info.reason}`)
+        return
+      }
+      const key = linkKey(link.user, link.device)
+      if (this.#links.get(key) === link) this.#links.delete(key)
+      log.info({ user: link.user, device: link.device }, `agent disconnected: ${info.reason}`)
+      void this.#recordSession(link).catch((err) => log.error({ err }, 'could not record session statistics'))
+      this.emit('disconnected', link, info.reason)
+    })
+  }
+
+  async #authenticate(req: ConnectRequest): Promise<void> {
+    const record = await this.#opts.devices.get(req.user, req.device)
+    // Same answer for unknown device and wrong credential: no device enumeration.
+    const ok = record?.type === 'agent' && (await verifySecret(req.credential, record.credentialHash))
+    if (!ok) throw protocolError('TETHER_ERR_BAD_CREDENTIALS')
+    if (!record.enabled) throw protocolError('TETHER_ERR_DEVICE_DISABLED')
+  }
+
+  async #recordSession(link: AgentLink): Promise<void> {
+    const record = await this.#opts.devices.get(link.user, link.device)
+    if (!record) return // deleted meanwhile
+    record.last = {
+      connected_ts: link.connectedAt,
+      disconnected_ts: Date.now(),
+      ip_address: link.ipAddress,
+      rx_bytes: link.session.rxBytes,
+      tx_bytes: link.session.txBytes,
+    }
+    await this.#opts.devices.put(record)
+  }
+}
