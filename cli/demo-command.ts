@@ -85,7 +85,9 @@ export function demoCommand(): Command {
           `  through Tether   http://127.0.0.1:${proxy.status.port}/   ← open this: TCP over IoTMP via the agent`,
           '',
           `  try: curl http://127.0.0.1:${proxy.status.port}/hello`,
-          `       curl -H "Authorization: Bearer ${admin.token.slice(0, 12)}…" ${relay.url}/v1/server/proxies`,
+          `       export TETHER_RELAY_URL=${relay.url}`,
+          `       export TETHER_TOKEN=$(npx tether login -p ${password})`,
+          '       npx tether proxy list && npx tether device list',
           '',
         ].join('\n'),
       )
