@@ -1,0 +1,143 @@
+/** The `tether` CLI as a user runs it: a real child process against a real relay. */
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { promisify } from 'node:util'
+import { agentConfigFrom } from '../../cli/agent-command.ts'
+import { connect, echoServer, readAll, startTestAgent, startTestRelay } from '../e2e/harness.ts'
+
+const CLI = new URL('../../cli/tether.mjs', import.meta.url).pathname
+const run = promisify(execFile)
+
+/** Runs `tether …args`; resolves with stdout/stderr and the exit code (never throws on non-zero). */
+async function tether(args: string[], env: Record<string, string> = {}) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env },
+    })
+    return { code: 0, stdout, stderr }
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string }
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
+  }
+}
+
+test('every subcommand has --help', async () => {
+  const commands = [
+    [],
+    ['relay'],
+    ['agent'],
+    ['login'],
+    ['device', 'add'],
+    ['device', 'list'],
+    ['device', 'rm'],
+  ]
+  commands.push(['proxy', 'add'], ['proxy', 'list'], ['proxy', 'rm'], ['demo'])
+  const results = await Promise.all(commands.map((c) => tether([...c, '--help'])))
+  results.forEach((r, i) => {
+    assert.equal(r.code, 0, `tether ${commands[i]!.join(' ')} --help exited ${r.code}`)
+    assert.match(r.stdout, /Usage: tether/)
+  })
+})
+
+test('login, device add/list/rm and proxy add/list/rm against a running relay', async (t) => {
+  const relay = await startTestRelay(t)
+  const env = { TETHER_RELAY_URL: relay.relay.url, TETHER_TOKEN: '' }
+  const login = await tether(['login', '-u', 'admin', '-p', 'admin-password-for-tests'], env)
+  assert.equal(login.code, 0, login.stderr)
+  env.TETHER_TOKEN = login.stdout.trim()
+
+  const added = await tether(['device', 'add', 'gw1', '--name', 'Gateway 1'], env)
+  assert.equal(added.code, 0, added.stderr)
+  const credential = /credential: (\S+)/.exec(added.stdout)?.[1]
+  assert.ok(credential, added.stdout)
+
+  const target = await echoServer(t)
+  const { agent } = await startTestAgent(t, {
+    relay: relay.relay.iotmpUrl,
+    device: 'gw1',
+    credential,
+    allow: [`127.0.0.1:${target}`],
+  })
+  await agent.connected()
+  const listed = await tether(['device', 'list'], env)
+  assert.match(listed.stdout, /gw1\s+agent\s+Gateway 1\s+true\s+yes/)
+
+  const proxy = await tether(
+    [
+      'proxy',
+      'add',
+      'echo',
+      '--device',
+      'admin/gw1',
+      '--target',
+      `127.0.0.1:${target}`,
+      '--port',
+      '0',
+      '--bind',
+      '127.0.0.1',
+    ],
+    env,
+  )
+  assert.equal(proxy.code, 0, proxy.stderr)
+  const port = Number(/listening on port (\d+)/.exec(proxy.stdout)?.[1])
+  const socket = await connect(port)
+  const reply = readAll(socket)
+  socket.end('via the cli')
+  assert.equal((await reply).data.toString(), 'via the cli')
+  assert.match(
+    (await tether(['proxy', 'list'], env)).stdout,
+    /echo\s+tcp-iotmp\s+0\s+admin\/gw1 127\.0\.0\.1:\d+\s+true\s+listening/,
+  )
+
+  assert.equal((await tether(['proxy', 'rm', 'echo'], env)).code, 0)
+  assert.equal((await tether(['device', 'rm', 'gw1'], env)).code, 0)
+  const gone = await tether(['device', 'rm', 'gw1'], env)
+  assert.equal(gone.code, 1)
+  assert.match(gone.stderr, /404 device admin\/gw1 not found/)
+})
+
+test('admin commands without a token fail with the API message', async (t) => {
+  const relay = await startTestRelay(t)
+  const r = await tether(['device', 'list'], { TETHER_RELAY_URL: relay.relay.url, TETHER_TOKEN: '' })
+  assert.equal(r.code, 1)
+  assert.match(r.stderr, /401 missing bearer token/)
+})
+
+test('agent config: file, then flags on top', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tether-cli-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'agent.json')
+  await writeFile(
+    file,
+    JSON.stringify({ relay: 'wss://a.example', user: 'u', device: 'd', credential: 'c', keepAliveSec: 30 }),
+  )
+  const config = agentConfigFrom({ config: file, device: 'other', keepalive: '45', allow: ['10.0.0.0/8:80'] })
+  assert.deepEqual(config, {
+    relay: 'wss://a.example',
+    user: 'u',
+    device: 'other',
+    credential: 'c',
+    keepAliveSec: 45,
+    allow: ['10.0.0.0/8:80'],
+  })
+})
+
+test('agent with an invalid config exits with a message naming the key', async () => {
+  const r = await tether([
+    'agent',
+    '--relay',
+    'http://nope',
+    '--user',
+    'u',
+    '--device',
+    'd',
+    '--credential',
+    'c',
+  ])
+  assert.equal(r.code, 1)
+  assert.match(r.stderr, /invalid agent configuration:\s+\/relay must match pattern/)
+})
