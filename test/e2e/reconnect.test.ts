@@ -27,7 +27,14 @@ async function createFixedProxy(relay: TestRelay, sourcePort: number, targetPort
     protocol: 'tcp-iotmp',
     enabled: true,
     source: { port: sourcePort, address: '127.0.0.1' },
-    target: { type: 'device', user: 'admin', device: 'gw', address: '127.0.0.1', port: targetPort, tls: false },
+    target: {
+      type: 'device',
+      user: 'admin',
+      device: 'gw',
+      address: '127.0.0.1',
+      port: targetPort,
+      tls: false,
+    },
   })
   assert.equal(res.status, 201)
 }
