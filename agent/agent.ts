@@ -17,9 +17,12 @@ export interface Agent {
   stop(): Promise<void>
 }
 
-/** Creates the agent's pino logger; the credential never reaches logs. */
-export function agentLogger(level: string): Logger {
-  return pino({ level, redact: { paths: ['credential', '*.credential'], censor: '[redacted]' } })
+/** Creates the agent's pino logger (readable when stdout is a terminal); the credential never reaches logs. */
+export function agentLogger(level: string, pretty = process.stdout.isTTY === true): Logger {
+  const transport = pretty
+    ? pino.transport({ target: 'pino-pretty', options: { ignore: 'pid,hostname' } })
+    : undefined
+  return pino({ level, redact: { paths: ['credential', '*.credential'], censor: '[redacted]' } }, transport)
 }
 
 /** Starts an agent from configuration (validated here); it connects in the background. */
@@ -34,7 +37,7 @@ export async function startAgent(input: Record<string, unknown>, logger?: Logger
     config,
     log: log.child({ component: 'link' }),
     onStartStream: dialer.handle,
-    onDescribe: () => ({ version: AGENT_VERSION, allow: allowlist.toJSON(), services: [] }),
+    onDescribe: () => ({ version: AGENT_VERSION, allow: allowlist.toJSON(), refusals: dialer.refusals }),
   })
   link.start()
   return {

@@ -20,6 +20,7 @@ export function agentConfigFrom(o: Record<string, unknown>): Record<string, unkn
     insecure: o.insecure,
     stateDir: o.stateDir,
     logLevel: o.logLevel,
+    windowBytes: o.window === undefined ? undefined : Number(o.window),
   }
   const merged = { ...file }
   for (const [key, value] of Object.entries(fromFlags)) if (value !== undefined) merged[key] = value
@@ -48,6 +49,11 @@ export function agentCommand(): Command {
       new Option('--state-dir <dir>', 'state directory (default ./agent-state)').env('TETHER_STATE_DIR'),
     )
     .addOption(new Option('--log-level <level>', 'pino level (default info)').env('TETHER_LOG_LEVEL'))
+    .addOption(
+      new Option('--window <bytes>', 'per-stream flow-control window (default 262144)').env(
+        'TETHER_WINDOW_BYTES',
+      ),
+    )
     .action(async (o) => {
       const agent = await startAgent(agentConfigFrom(o))
       stopOnSignals(() => agent.stop())

@@ -1,5 +1,5 @@
-/** `tether proxy add|list|rm`: manage proxy profiles (admin). */
-import { Command } from 'commander'
+/** `tether proxy add|list|show|enable|disable|rm`: manage proxy profiles (admin). */
+import { Command, Option } from 'commander'
 import { api, printTable, withAdminOptions } from './admin-client.ts'
 
 /** Splits `host:port` (IPv6 in brackets). */
@@ -16,54 +16,93 @@ function ownerDevice(value: string): { user: string; device: string } {
   return { user, device }
 }
 
+const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').filter(Boolean)]
+
+type Profile = Record<string, unknown> & {
+  id: string
+  protocol: string
+  enabled: boolean
+  source: { port: number }
+  target: { type: string; user?: string; device?: string; address?: string; plugin?: string; port: number }
+  status: { listening: boolean; port?: number; active_connections: number; error?: string }
+}
+
+/** Builds the target from `--device`, `--host` or `--plugin`. */
+function targetFrom(o: Record<string, string | boolean | undefined>) {
+  const tls = o.tls ? { tls: true, verify: o.verify !== false } : { tls: false }
+  const chosen = ['device', 'host', 'plugin'].filter((k) => o[k])
+  if (chosen.length !== 1) throw new Error('give exactly one of --device, --host or --plugin')
+  if (o.device) {
+    if (!o.target) throw new Error('--device needs --target host:port on the agent LAN')
+    return { type: 'device', ...ownerDevice(o.device as string), ...hostPort(o.target as string), ...tls }
+  }
+  if (o.host) return { type: 'host', ...hostPort(o.host as string), ...tls }
+  const [plugin, port] = (o.plugin as string).split(':')
+  if (!plugin || !port) throw new Error('--plugin expects name:port')
+  return { type: 'plugin', plugin, port: Number(port), ...tls }
+}
+
 export function proxyCommand(): Command {
   const cmd = new Command('proxy').description('manage proxy profiles (admin role)')
   cmd.addCommand(
     withAdminOptions(
       new Command('add')
-        .description('expose a LAN target of an agent on a relay port (TCP over IoTMP)')
+        .description('create a proxy: a relay port forwarding to a host, a plugin or a device LAN target')
         .argument('<id>', 'profile id: letters, digits, _ and -')
-        .requiredOption('--device <user/device>', 'agent device that dials the target')
-        .requiredOption('--target <host:port>', 'target on the agent LAN')
-        .requiredOption('--port <port>', 'relay source port')
+        .requiredOption('--port <port>', 'relay source port (0 = any)')
+        .addOption(
+          new Option(
+            '--protocol <protocol>',
+            'tcp | udp | tcp-iotmp | udp-iotmp | http-iotmp (default: tcp-iotmp with --device, else tcp)',
+          ),
+        )
+        .option('--device <user/device>', 'agent that dials the target (with --target)')
+        .option('--target <host:port>', 'target on the agent LAN')
+        .option('--host <host:port>', 'target reachable from the relay')
+        .option('--plugin <name:port>', 'a plugin configured on the relay')
         .option('--bind <address>', 'relay bind address', '0.0.0.0')
-        .option('--tls', 'agent connects to the target with TLS (SNI from the target host)')
+        .option('--allow <cidrs>', 'client CIDRs allowed to connect (repeatable, comma lists)', list)
+        .option('--max-connections <n>', 'concurrent connections (UDP: client mappings)')
+        .option('--idle-timeout <sec>', 'UDP: idle client mappings expire after this many seconds')
+        .option('--tls', 'connect to the target with TLS (SNI from the target host)')
         .option('--no-verify', 'with --tls: accept a self-signed target certificate')
         .option('--name <name>', 'display name')
+        .option('--description <text>', 'description')
         .option('--disabled', 'create disabled'),
     ).action(async (id: string, o) => {
       const profile = {
         id,
         ...(o.name ? { name: o.name } : {}),
-        protocol: 'tcp-iotmp',
+        ...(o.description ? { description: o.description } : {}),
+        protocol: o.protocol ?? (o.device ? 'tcp-iotmp' : 'tcp'),
         enabled: !o.disabled,
-        source: { port: Number(o.port), address: o.bind },
-        target: {
-          type: 'device',
-          ...ownerDevice(o.device),
-          ...hostPort(o.target),
-          tls: Boolean(o.tls),
-          ...(o.tls ? { verify: o.verify !== false } : {}),
+        source: {
+          port: Number(o.port),
+          address: o.bind,
+          ...(o.allow ? { allow: o.allow } : {}),
+          ...(o.maxConnections ? { maxConnections: Number(o.maxConnections) } : {}),
+          ...(o.idleTimeout ? { idleTimeoutSec: Number(o.idleTimeout) } : {}),
         },
+        target: targetFrom(o),
       }
-      const created = await api<{ status: { port?: number } }>(o, 'POST', '/v1/server/proxies', profile)
-      process.stdout.write(`proxy ${id} listening on port ${created.status.port} → ${o.device} ${o.target}\n`)
+      const created = await api<Profile>(o, 'POST', '/v1/server/proxies', profile)
+      process.stdout.write(`proxy ${id} (${created.protocol}) listening on port ${created.status.port}\n`)
     }),
   )
   cmd.addCommand(
     withAdminOptions(new Command('list').description('list proxy profiles with live status')).action(
       async (o) => {
-        type Row = Record<string, unknown> & {
-          source: { port: number }
-          target: { user: string; device: string; address: string; port: number }
-          status: { listening: boolean; active_connections: number; error?: string }
-        }
-        const rows = await api<Row[]>(o, 'GET', '/v1/server/proxies')
+        const rows = await api<Profile[]>(o, 'GET', '/v1/server/proxies')
         printTable(
           rows.map((p) => ({
             ...p,
-            port: p.source.port,
-            target: `${p.target.user}/${p.target.device} ${p.target.address}:${p.target.port}`,
+            port: p.status.port ?? p.source.port,
+            target:
+              p.target.type === 'device'
+                ? `${p.target.user}/${p.target.device} ${p.target.address}:${p.target.port}`
+                : p.target.type === 'plugin'
+                  ? `plugin ${p.target.plugin}:${p.target.port}`
+                  : `${p.target.address}:${p.target.port}`,
             state: p.status.error ?? (p.status.listening ? 'listening' : 'stopped'),
             active: p.status.active_connections,
           })),
@@ -74,10 +113,36 @@ export function proxyCommand(): Command {
   )
   cmd.addCommand(
     withAdminOptions(
-      new Command('rm').description('delete a proxy profile').argument('<id>', 'profile id'),
+      new Command('show').description('print a profile and its status as JSON').argument('<id>'),
     ).action(async (id: string, o) => {
-      await api(o, 'DELETE', `/v1/server/proxies/${id}`)
-      process.stdout.write(`proxy ${id} deleted\n`)
+      process.stdout.write(`${JSON.stringify(await api(o, 'GET', `/v1/server/proxies/${id}`), null, 2)}\n`)
+    }),
+  )
+  for (const [name, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const) {
+    cmd.addCommand(
+      withAdminOptions(
+        new Command(name)
+          .description(`${name} a proxy (disabling closes its live connections)`)
+          .argument('<id>', 'profile id'),
+      ).action(async (id: string, o) => {
+        const { status: _status, ...profile } = await api<Profile>(o, 'GET', `/v1/server/proxies/${id}`)
+        await api(o, 'PUT', `/v1/server/proxies/${id}`, { ...profile, enabled })
+        process.stdout.write(`proxy ${id} ${enabled ? 'enabled' : 'disabled'}\n`)
+      }),
+    )
+  }
+  cmd.addCommand(
+    withAdminOptions(
+      new Command('rm').description('delete proxy profiles').argument('<ids...>', 'one or more profile ids'),
+    ).action(async (ids: string[], o) => {
+      const res = await api<{ deleted: string[]; not_found: string[] }>(o, 'DELETE', '/v1/server/proxies', {
+        ids,
+      })
+      for (const id of res.deleted) process.stdout.write(`proxy ${id} deleted\n`)
+      if (res.not_found.length) throw new Error(`not found: ${res.not_found.join(', ')}`)
     }),
   )
   return cmd

@@ -177,7 +177,8 @@ export class Session extends EventEmitter {
 
   /** Agent: sends CONNECT and resolves with the relay's OK params, or rejects with its ERROR. */
   async connect(user: string, device: string, credential: string, keepAliveSec: number, agent: string) {
-    const reply = await this.#request(
+    let ok: ConnectOkParams | undefined
+    await this.#request(
       {
         type: MessageType.CONNECT,
         streamId: this.#allocateId(),
@@ -185,16 +186,23 @@ export class Session extends EventEmitter {
         payload: [user, device, credential],
       },
       DEFAULT_REQUEST_TIMEOUT_MS,
+      // Open synchronously on OK: the relay may send its first request in the same TCP segment.
+      (reply) => {
+        if (!checkConnectOk.Check(reply.params)) return
+        ok = reply.params as ConnectOkParams
+        this.#peerMaxFrame = ok.maxFrame
+        this.#open(ok.ka)
+        const ka = ok.ka
+        this.#pingTimer = setInterval(
+          () => this.#send({ type: MessageType.KEEP_ALIVE, streamId: 0 }),
+          ka * 1000,
+        )
+      },
     )
-    if (!checkConnectOk.Check(reply.params))
+    if (!ok) {
+      this.fail(protocolError('TETHER_ERR_PROTOCOL', 'malformed CONNECT reply'))
       throw protocolError('TETHER_ERR_PROTOCOL', 'malformed CONNECT reply')
-    const ok = reply.params as ConnectOkParams
-    this.#peerMaxFrame = ok.maxFrame
-    this.#open(ok.ka)
-    this.#pingTimer = setInterval(
-      () => this.#send({ type: MessageType.KEEP_ALIVE, streamId: 0 }),
-      ok.ka * 1000,
-    )
+    }
     this.emit('open', ok)
     return ok
   }
@@ -226,7 +234,7 @@ export class Session extends EventEmitter {
       DIAL_TIMEOUT_MS + 5000,
       (ok) => {
         const sendWindow = checkStartStreamOk.Check(ok.params) ? (ok.params as { window: number }).window : 0
-        stream = this.#addStream(id, sendWindow, resource)
+        stream = this.#addStream(id, sendWindow, resource, params.protocol === 'udp')
       },
     )
     return stream!
@@ -425,7 +433,7 @@ export class Session extends EventEmitter {
         answer()
         if (this.#state === 'closed')
           throw protocolError('TETHER_ERR_LINK_CLOSED', 'before the stream opened')
-        const stream = this.#addStream(id, params.window, msg.resource ?? '')
+        const stream = this.#addStream(id, params.window, msg.resource ?? '', params.protocol === 'udp')
         this.#send({ type: MessageType.OK, streamId: id, params: { window: this.#window } })
         return stream
       },
@@ -535,8 +543,8 @@ export class Session extends EventEmitter {
     }
   }
 
-  #addStream(id: number, sendWindow: number, resource: string): TunnelStream {
-    const stream = new TunnelStream(id, this.#streamHost, sendWindow, this.#window, resource)
+  #addStream(id: number, sendWindow: number, resource: string, datagram: boolean): TunnelStream {
+    const stream = new TunnelStream(id, this.#streamHost, sendWindow, this.#window, resource, datagram)
     this.#streams.set(id, stream)
     return stream
   }

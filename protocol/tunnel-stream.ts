@@ -50,6 +50,8 @@ export class TunnelStream extends Duplex {
     sendWindowBytes: number,
     recvWindowBytes: number,
     readonly resource = '',
+    /** UDP: every write is one datagram, sent as one STREAM_DATA and never split across credit grants. */
+    readonly datagram = false,
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 })
     this.#host = host
@@ -134,7 +136,9 @@ export class TunnelStream extends Duplex {
         }
         return
       }
-      const n = this.#credit.take(Math.min(p.data.length - p.offset, MAX_DATA_CHUNK_BYTES))
+      const wanted = Math.min(p.data.length - p.offset, MAX_DATA_CHUNK_BYTES)
+      if (this.datagram && this.#credit.available < wanted) return // resumed by receiveCredit
+      const n = this.#credit.take(wanted)
       if (n === 0) return // resumed by receiveCredit
       this.#host.sendData(this.id, p.data.subarray(p.offset, p.offset + n))
       p.offset += n

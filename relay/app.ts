@@ -11,6 +11,7 @@ import { loadRelayConfig, type RelayConfig } from './config.ts'
 import { levelDevicesStore } from './devices/devices-store.ts'
 import devicesPlugin from './devices/index.ts'
 import { AgentHub } from './hub/agent-hub.ts'
+import metricsPlugin from './metrics/index.ts'
 import proxiesPlugin from './proxies/index.ts'
 import { levelProxiesStore } from './proxies/proxies-store.ts'
 import { ProxyManager } from './proxies/proxy-manager.ts'
@@ -49,9 +50,12 @@ const REDACT = [
   '*.password',
 ]
 
-/** Creates the relay's pino logger. */
-export function relayLogger(level: string): Logger {
-  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' } })
+/** Creates the relay's pino logger: JSON lines, or readable lines when stdout is a terminal. */
+export function relayLogger(level: string, pretty = process.stdout.isTTY === true): Logger {
+  const transport = pretty
+    ? pino.transport({ target: 'pino-pretty', options: { ignore: 'pid,hostname' } })
+    : undefined
+  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' } }, transport)
 }
 
 /** Starts a relay from (partial) configuration; defaults fill the rest. */
@@ -68,7 +72,12 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.trustProxy,
     ajv: {
-      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false },
+      customOptions: {
+        removeAdditional: false,
+        coerceTypes: 'array',
+        useDefaults: true,
+        discriminator: true,
+      },
     },
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance
@@ -82,7 +91,12 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     maxKeepAliveSec: config.maxKeepAliveSec,
     trustProxy: config.trustProxy,
   })
-  const proxies = new ProxyManager(hub, logger.child({ component: 'proxies' }))
+  const proxies = new ProxyManager({
+    hub,
+    plugins: config.plugins,
+    log: logger.child({ component: 'proxies' }),
+    dialTimeoutMs: config.dialTimeoutMs,
+  })
   const proxiesStore = levelProxiesStore(store.table('proxies'))
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
@@ -108,7 +122,13 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     onAdminCreated: opts.onAdminCreated,
   })
   await app.register(devicesPlugin, { devices, hub })
-  await app.register(proxiesPlugin, { proxies: proxiesStore, manager: proxies })
+  await app.register(proxiesPlugin, {
+    proxies: proxiesStore,
+    manager: proxies,
+    plugins: Object.keys(config.plugins),
+  })
+
+  await app.register(metricsPlugin, { hub, proxies })
 
   app.server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head))
   app.addHook('preClose', async () => {

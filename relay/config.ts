@@ -20,6 +20,12 @@ export const RelayConfig = Type.Object(
     windowBytes: Type.Integer({ minimum: 16 * 1024, maximum: 16 * 1024 * 1024, default: 256 * 1024 }),
     maxFrameBytes: Type.Integer({ minimum: 64 * 1024, maximum: 16 * 1024 * 1024, default: 1024 * 1024 }),
     trustProxy: Type.Boolean({ default: false, description: 'take the client address from X-Forwarded-For' }),
+    plugins: Type.Record(
+      Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+      Type.Object({ address: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+      { default: {}, description: 'named services on the relay host that proxies can target' },
+    ),
+    dialTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
   },
   { additionalProperties: false },
 )

@@ -2,6 +2,7 @@
  * Answers the relay's START_STREAM `$proxy/<id>`: checks the allowlist against the resolved address, dials
  * the local target (TLS with SNI when asked) within the dial timeout, then splices socket and stream.
  */
+import dgram from 'node:dgram'
 import { lookup } from 'node:dns/promises'
 import net from 'node:net'
 import tls from 'node:tls'
@@ -9,6 +10,7 @@ import type { Logger } from 'pino'
 import { PROXY_RESOURCE_PREFIX, WireErrorCode } from '../../protocol/messages.ts'
 import type { InboundStreamRequest } from '../../protocol/session.ts'
 import { splice } from '../../protocol/splice.ts'
+import type { TunnelStream } from '../../protocol/tunnel-stream.ts'
 import type { Allowlist } from './allowlist.ts'
 
 /** A refused or failed dial, with the wire code the relay receives. */
@@ -21,7 +23,33 @@ class DialError extends Error {
   }
 }
 
+/** The dialed local end of a stream: TCP socket or UDP socket. */
+interface LocalEnd {
+  attach(stream: TunnelStream): void
+  close(): void
+}
+
+/** Datagrams both ways: one STREAM_DATA per datagram; dropped (not queued) when the tunnel is congested. */
+function udpEnd(socket: dgram.Socket): LocalEnd {
+  return {
+    attach(stream) {
+      stream.on('data', (datagram: Buffer) => socket.send(datagram))
+      socket.on('message', (datagram) => {
+        if (!stream.writableNeedDrain && !stream.destroyed) stream.write(datagram)
+      })
+      stream.on('error', () => {})
+      stream.once('close', () => socket.close())
+      // A stream ending (relay mapping expired) closes the socket too.
+      stream.once('end', () => stream.destroy())
+    },
+    close: () => socket.close(),
+  }
+}
+
 export class Dialer {
+  /** Dials refused (allowlist, unreachable target); reported in DESCRIBE. */
+  refusals = 0
+
   constructor(
     readonly allowlist: Allowlist,
     readonly log: Logger,
@@ -33,34 +61,29 @@ export class Dialer {
     const { address, port } = req.params
     const target = `${address}:${port}`
     this.#open(req).then(
-      (socket) => {
+      (local) => {
         let stream: ReturnType<InboundStreamRequest['accept']>
         try {
           stream = req.accept()
         } catch {
-          socket.destroy() // the link went away while dialing
+          local.close() // the link went away while dialing
           return
         }
-        this.log.debug({ stream: req.id, target }, 'stream open')
-        splice(socket, stream)
+        this.log.debug({ stream: req.id, target, protocol: req.params.protocol }, 'stream open')
+        local.attach(stream)
       },
       (err: DialError) => {
+        this.refusals++
         this.log.warn({ stream: req.id, resource: req.resource }, `refused ${target}: ${err.message}`)
         req.reject(err.wireCode ?? WireErrorCode.DIAL_FAILED, err.message)
       },
     )
   }
 
-  async #open(req: InboundStreamRequest): Promise<net.Socket> {
+  async #open(req: InboundStreamRequest): Promise<LocalEnd> {
     const { params, resource } = req
     if (!resource.startsWith(PROXY_RESOURCE_PREFIX)) {
       throw new DialError(WireErrorCode.UNKNOWN_RESOURCE, `unknown resource ${resource}`)
-    }
-    if (params.protocol !== 'tcp') {
-      throw new DialError(
-        WireErrorCode.UNKNOWN_RESOURCE,
-        `protocol ${params.protocol} is not supported by this agent`,
-      )
     }
     const name = net.isIP(params.address) ? undefined : params.address
     const ip = name ? await this.#resolve(name) : params.address
@@ -71,13 +94,15 @@ export class Dialer {
         `${params.address}:${params.port} is not in the agent's allowlist`,
       )
     }
-    return this.#dial(
+    if (params.protocol === 'udp') return udpEnd(await this.#dialUdp(ip, params.port))
+    const socket = await this.#dial(
       ip,
       params.port,
       params.secure === true,
       params.servername ?? name,
       params.verify !== false,
     )
+    return { attach: (stream) => splice(socket, stream), close: () => socket.destroy() }
   }
 
   async #resolve(name: string): Promise<string> {
@@ -86,6 +111,22 @@ export class Dialer {
     } catch (err) {
       throw new DialError(WireErrorCode.DIAL_FAILED, `cannot resolve ${name}: ${(err as Error).message}`)
     }
+  }
+
+  #dialUdp(ip: string, port: number): Promise<dgram.Socket> {
+    const socket = dgram.createSocket(net.isIPv6(ip) ? 'udp6' : 'udp4')
+    return new Promise((resolve, reject) => {
+      socket.once('error', (err) => {
+        socket.close()
+        reject(new DialError(WireErrorCode.DIAL_FAILED, `udp ${ip}:${port}: ${err.message}`))
+      })
+      socket.connect(port, ip, () => {
+        socket.removeAllListeners('error')
+        // ICMP port unreachable arrives as ECONNREFUSED on a connected socket; UDP carries on.
+        socket.on('error', () => {})
+        resolve(socket)
+      })
+    })
   }
 
   #dial(ip: string, port: number, secure: boolean, servername: string | undefined, verify: boolean) {

@@ -27,7 +27,9 @@ export interface DevicesOptions {
 export default async function devicesPlugin(app: FastifyInstance, { devices, hub }: DevicesOptions) {
   const view = (record: DeviceRecord): DeviceView => {
     const link = hub.get(record.user, record.device)
+    const agent = link?.description ?? record.agent
     return {
+      ...(agent ? { agent } : {}),
       device: record.device,
       user: record.user,
       type: record.type,
@@ -93,7 +95,10 @@ export default async function devicesPlugin(app: FastifyInstance, { devices, hub
     { ...owner, schema: { params: DeviceParams, response: { 200: DeviceView, ...errors } } },
     async (req) => {
       const { user, device } = req.params as { user: string; device: string }
-      return view(await load(user, device))
+      const record = await load(user, device)
+      const link = hub.get(user, device)
+      if (link) await hub.describe(link) // fresh allowlist and refusal count
+      return view(record)
     },
   )
 

@@ -42,6 +42,12 @@ export const Connection = Type.Object({
   ts: Type.Optional(Type.Integer({ description: 'ms since epoch of the last connect or disconnect' })),
 })
 
+export const AgentInfo = Type.Object({
+  version: Type.String(),
+  allow: Type.Array(Type.String(), { description: "the agent's own allowlist of local targets" }),
+  refusals: Type.Integer({ description: 'dials the agent refused since it started' }),
+})
+
 export const DeviceView = Type.Object({
   device: Type.String(),
   user: Type.String(),
@@ -51,6 +57,7 @@ export const DeviceView = Type.Object({
   enabled: Type.Boolean(),
   created_ts: Type.Integer(),
   connection: Connection,
+  agent: Type.Optional(AgentInfo),
 })
 export type DeviceView = Static<typeof DeviceView>
 
@@ -77,6 +84,8 @@ export interface DeviceRecord {
   enabled: boolean
   created_ts: number
   credentialHash: string
+  /** Last DESCRIBE answer of the agent. */
+  agent?: Static<typeof AgentInfo>
   /** Figures of the last finished session (the live one comes from the hub). */
   last?: {
     connected_ts: number

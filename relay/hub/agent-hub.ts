@@ -31,6 +31,25 @@ export interface AgentLink {
   ipAddress: string
   connectedAt: number
   agentVersion?: string
+  /** The agent's DESCRIBE answer (version, allowlist, refusals), once known. */
+  description?: AgentDescription
+}
+
+/** What an agent reports in DESCRIBE. */
+export interface AgentDescription {
+  version: string
+  allow: string[]
+  refusals: number
+}
+
+function asDescription(value: unknown): AgentDescription | undefined {
+  const v = value as Partial<AgentDescription> | undefined
+  if (!v || typeof v !== 'object' || !Array.isArray(v.allow)) return undefined
+  return {
+    version: String(v.version ?? ''),
+    allow: v.allow.filter((a): a is string => typeof a === 'string'),
+    refusals: typeof v.refusals === 'number' ? v.refusals : 0,
+  }
 }
 
 const linkKey = (user: string, device: string) => `${user}/${device}`
@@ -85,6 +104,24 @@ export class AgentHub extends EventEmitter {
     this.get(user, device)?.session.fail({ wireCode, message })
   }
 
+  /** Asks the agent for its DESCRIBE answer, keeps it on the link and the device record. */
+  async describe(link: AgentLink): Promise<AgentDescription | undefined> {
+    try {
+      const description = asDescription(await link.session.describe())
+      if (!description) return link.description
+      link.description = description
+      const record = await this.#opts.devices.get(link.user, link.device)
+      if (record && JSON.stringify(record.agent) !== JSON.stringify(description)) {
+        record.agent = description
+        await this.#opts.devices.put(record)
+      }
+      return description
+    } catch (err) {
+      this.#opts.logger.debug({ err }, 'DESCRIBE failed')
+      return link.description
+    }
+  }
+
   /** Closes every link (relay shutdown). */
   async close(): Promise<void> {
     for (const session of this.#sessions) session.close('relay shutting down')
@@ -135,7 +172,9 @@ export class AgentHub extends EventEmitter {
         { user: req.user, device: req.device, agent: req.params.agent, ka: session.keepAliveSec },
         'agent connected',
       )
-      if (link) this.emit('connected', link)
+      if (!link) return
+      this.emit('connected', link)
+      void this.describe(link)
     })
     session.on('close', (info: { reason: string }) => {
       this.#sessions.delete(session)

@@ -3,29 +3,29 @@ import type { FastifyInstance } from 'fastify'
 import { Type } from 'typebox'
 import { ErrorResponse } from '../auth/schemas.ts'
 import { RelayErrors } from '../errors.ts'
+import { checkProfile } from './profile-rules.ts'
 import type { ProxiesStore } from './proxies-store.ts'
 import type { ProxyManager } from './proxy-manager.ts'
-import { ProxyParams, ProxyProfile, ProxyView } from './schemas.ts'
+import { ProxyDeleteMany, ProxyParams, ProxyProfile, ProxyView } from './schemas.ts'
 
 export interface ProxiesOptions {
   proxies: ProxiesStore
   manager: ProxyManager
+  /** Names of the plugins configured on this relay. */
+  plugins: readonly string[]
 }
 
-/** Protocols whose listeners exist so far; the rest are accepted by the schema but refused here. */
-const SUPPORTED_PROTOCOLS = new Set(['tcp-iotmp'])
-
-export default async function proxiesPlugin(app: FastifyInstance, { proxies, manager }: ProxiesOptions) {
+export default async function proxiesPlugin(
+  app: FastifyInstance,
+  { proxies, manager, plugins }: ProxiesOptions,
+) {
   const view = (profile: ProxyProfile) => ({ ...profile, status: manager.status(profile.id) })
   const admin = { onRequest: app.requireAdmin }
   const errors = { '4xx': ErrorResponse }
 
   const checkSupported = (profile: ProxyProfile) => {
-    if (!SUPPORTED_PROTOCOLS.has(profile.protocol)) {
-      throw new RelayErrors.TETHER_ERR_BAD_REQUEST(
-        `body/protocol ${profile.protocol} is not supported yet (supported: ${[...SUPPORTED_PROTOCOLS].join(', ')})`,
-      )
-    }
+    const problem = checkProfile(profile, plugins)
+    if (problem) throw new RelayErrors.TETHER_ERR_BAD_REQUEST(problem)
   }
 
   /** Saves and applies; a listen failure keeps the profile (marked with the error) and answers 409. */
@@ -54,6 +54,34 @@ export default async function proxiesPlugin(app: FastifyInstance, { proxies, man
       const result = await saveAndApply(profile)
       reply.code(201)
       return result
+    },
+  )
+
+  app.delete(
+    '/v1/server/proxies',
+    {
+      ...admin,
+      schema: {
+        body: ProxyDeleteMany,
+        response: {
+          200: Type.Object({ deleted: Type.Array(Type.String()), not_found: Type.Array(Type.String()) }),
+        },
+      },
+    },
+    async (req) => {
+      const { ids } = req.body as ProxyDeleteMany
+      const deleted: string[] = []
+      const notFound: string[] = []
+      for (const id of new Set(ids)) {
+        if (!(await proxies.get(id))) {
+          notFound.push(id)
+          continue
+        }
+        await manager.remove(id)
+        await proxies.del(id)
+        deleted.push(id)
+      }
+      return { deleted, not_found: notFound }
     },
   )
 

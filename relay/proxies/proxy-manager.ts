@@ -1,14 +1,14 @@
 /** Runs the listeners of the proxy profiles: opens, moves and closes them live as profiles change. */
-import type { Logger } from 'pino'
-import type { AgentHub } from '../hub/agent-hub.ts'
+import type { ProxyContext } from './proxy-context.ts'
 import { ProxyStats } from './proxy-stats.ts'
 import type { ProxyProfile, ProxyStatus } from './schemas.ts'
-import { TcpIotmpListener } from './tcp-iotmp-listener.ts'
+import { type ProxyListener, TcpListener } from './tcp-listener.ts'
+import { UdpListener } from './udp-listener.ts'
 
 interface Entry {
   profile: ProxyProfile
   stats: ProxyStats
-  listener?: TcpIotmpListener
+  listener?: ProxyListener
   /** Why the listener is not running although the profile is enabled. */
   error?: string
 }
@@ -22,40 +22,69 @@ function listenError(err: NodeJS.ErrnoException, profile: ProxyProfile): string 
   return `cannot listen on ${where}: ${err.message}`
 }
 
+/** Listener kind of a protocol; http-iotmp portals are served by the HTTP server, not a listener. */
+function listenerKind(profile: ProxyProfile): 'tcp' | 'udp' | undefined {
+  if (profile.protocol === 'tcp' || profile.protocol === 'tcp-iotmp') return 'tcp'
+  if (profile.protocol === 'udp' || profile.protocol === 'udp-iotmp') return 'udp'
+  return undefined
+}
+
+/** True when `b` can take over `a`'s listener without rebinding. */
+function sameBinding(a: ProxyProfile, b: ProxyProfile): boolean {
+  return (
+    listenerKind(a) === listenerKind(b) &&
+    a.source.port === b.source.port &&
+    (a.source.address ?? '0.0.0.0') === (b.source.address ?? '0.0.0.0')
+  )
+}
+
 export class ProxyManager {
   readonly #entries = new Map<string, Entry>()
 
-  constructor(
-    readonly hub: AgentHub,
-    readonly log: Logger,
-  ) {}
+  constructor(readonly ctx: ProxyContext) {}
 
-  /** Starts, restarts or stops the listener of `profile`; resolves with the listen error text, if any. */
+  /**
+   * Starts, updates or stops the listener of `profile`; resolves with the listen error text, if any.
+   * An update that keeps protocol family and source binding keeps the listener and its live connections.
+   */
   async apply(profile: ProxyProfile): Promise<string | undefined> {
     const entry = this.#entries.get(profile.id) ?? { profile, stats: new ProxyStats() }
     this.#entries.set(profile.id, entry)
+    const previous = entry.profile
+    entry.profile = profile
+    if (entry.listener && profile.enabled && sameBinding(previous, profile) && profile.source.port !== 0) {
+      entry.listener.update(profile)
+      this.#warnUnverified(profile)
+      return undefined
+    }
     await entry.listener?.close()
     entry.listener = undefined
     entry.error = undefined
-    entry.profile = profile
     if (!profile.enabled) return undefined
-    const listener = new TcpIotmpListener(
-      profile,
-      this.hub,
-      entry.stats,
-      this.log.child({ proxy: profile.id }),
-    )
+    const kind = listenerKind(profile)
+    if (!kind) return undefined
+    const log = this.ctx.log.child({ proxy: profile.id })
+    const ctx = { ...this.ctx, log }
+    const listener =
+      kind === 'tcp' ? new TcpListener(profile, entry.stats, ctx) : new UdpListener(profile, entry.stats, ctx)
     try {
       await listener.listen()
     } catch (err) {
       entry.error = listenError(err as NodeJS.ErrnoException, profile)
       entry.stats.error(entry.error)
-      this.log.error(`proxy ${profile.id}: ${entry.error}`)
+      log.error(`proxy ${profile.id}: ${entry.error}`)
       return entry.error
     }
     entry.listener = listener
-    this.log.info(`proxy ${profile.id} (${profile.protocol}) listening on port ${listener.port}`)
+    this.#warnUnverified(profile)
+    log.info(`proxy ${profile.id} (${profile.protocol}) listening on port ${listener.port}`)
     return undefined
+  }
+
+  #warnUnverified(profile: ProxyProfile): void {
+    if (profile.target.tls && profile.target.verify === false) {
+      this.ctx.log.warn(`proxy ${profile.id}: TLS to the target without certificate verification`)
+    }
   }
 
   /** Closes the listener and connections of profile `id` and forgets it. */
@@ -69,7 +98,23 @@ export class ProxyManager {
   status(id: string): ProxyStatus {
     const entry = this.#entries.get(id)
     if (!entry) return new ProxyStats().view(false)
-    return entry.stats.view(entry.listener !== undefined, entry.listener?.port, entry.error)
+    const notServed =
+      entry.profile.enabled && !listenerKind(entry.profile)
+        ? 'http-iotmp portals are not served by this relay version yet'
+        : undefined
+    return entry.stats.view(
+      entry.listener !== undefined,
+      entry.listener?.port,
+      entry.error ?? notServed,
+      entry.listener?.liveBytes(),
+    )
+  }
+
+  /** Every profile's id, protocol and stats, for metrics. */
+  *entries(): Iterable<{ id: string; protocol: string; stats: ProxyStats; listening: boolean }> {
+    for (const [id, e] of this.#entries) {
+      yield { id, protocol: e.profile.protocol, stats: e.stats, listening: e.listener !== undefined }
+    }
   }
 
   /** Closes every listener (relay shutdown). */

@@ -1,9 +1,10 @@
-/** Live statistics of one proxy profile. */
+/** Live statistics of one proxy profile, shown in the API and exported as Prometheus metrics. */
 import type { ProxyStatus } from './schemas.ts'
 
 export class ProxyStats {
   active = 0
   total = 0
+  rejected = 0
   rxBytes = 0
   txBytes = 0
   lastError?: { message: string; ts: number }
@@ -13,16 +14,23 @@ export class ProxyStats {
     this.lastError = { message, ts: Date.now() }
   }
 
+  /** Records a refused connection (source.allow, maxConnections, the target or the agent). */
+  reject(message: string): void {
+    this.rejected++
+    this.error(message)
+  }
+
   /** The status block of the API view. */
-  view(listening: boolean, port?: number, error?: string): ProxyStatus {
+  view(listening: boolean, port?: number, error?: string, live = { rx: 0, tx: 0 }): ProxyStatus {
     return {
       listening,
       ...(port !== undefined ? { port } : {}),
       ...(error ? { error } : {}),
       active_connections: this.active,
       total_connections: this.total,
-      rx_bytes: this.rxBytes,
-      tx_bytes: this.txBytes,
+      rejected_connections: this.rejected,
+      rx_bytes: this.rxBytes + live.rx,
+      tx_bytes: this.txBytes + live.tx,
       ...(this.lastError ? { last_error: this.lastError } : {}),
     }
   }

@@ -90,7 +90,7 @@ test('login, device add/list/rm and proxy add/list/rm against a running relay', 
   assert.equal((await reply).data.toString(), 'via the cli')
   assert.match(
     (await tether(['proxy', 'list'], env)).stdout,
-    /echo\s+tcp-iotmp\s+0\s+admin\/gw1 127\.0\.0\.1:\d+\s+true\s+listening/,
+    new RegExp(`echo\\s+tcp-iotmp\\s+${port}\\s+admin/gw1 127\\.0\\.0\\.1:${target}\\s+true\\s+listening`),
   )
 
   assert.equal((await tether(['proxy', 'rm', 'echo'], env)).code, 0)
