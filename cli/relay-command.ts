@@ -1,4 +1,5 @@
 /** `tether relay`: runs the cloud relay. */
+import { readFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { startRelay } from '../relay/app.ts'
 import type { RelayConfig } from '../relay/config.ts'
@@ -10,6 +11,25 @@ export function printAdminBanner(username: string, password: string, generated: 
   process.stderr.write(
     `\n  First start: created user "${username}" with role admin.\n  ${how}: ${generated ? password : '(hidden)'}\n\n`,
   )
+}
+
+/** Builds the relay config: file, then environment and flags on top. */
+export function relayConfigFrom(o: Record<string, unknown>): Partial<RelayConfig> {
+  const file = o.config ? JSON.parse(readFileSync(o.config as string, 'utf8')) : {}
+  const fromFlags: Record<string, unknown> = {
+    host: o.host,
+    port: o.port === undefined ? undefined : Number(o.port),
+    dataDir: o.dataDir,
+    logLevel: o.logLevel,
+    tlsCert: o.tlsCert,
+    tlsKey: o.tlsKey,
+    trustProxy: o.trustProxy ? true : undefined,
+    windowBytes: o.window === undefined ? undefined : Number(o.window),
+    adminPassword: process.env.TETHER_ADMIN_PASSWORD || undefined,
+  }
+  const merged = { ...file }
+  for (const [key, value] of Object.entries(fromFlags)) if (value !== undefined) merged[key] = value
+  return merged
 }
 
 export function relayCommand(): Command {
@@ -31,18 +51,7 @@ export function relayCommand(): Command {
     )
     .addHelpText('after', '\nFirst start creates user "admin"; TETHER_ADMIN_PASSWORD sets its password.')
     .action(async (o) => {
-      const config: Partial<RelayConfig> = {
-        host: o.host,
-        port: Number(o.port),
-        dataDir: o.dataDir,
-        logLevel: o.logLevel,
-        tlsCert: o.tlsCert,
-        tlsKey: o.tlsKey,
-        trustProxy: Boolean(o.trustProxy),
-        windowBytes: Number(o.window),
-        adminPassword: process.env.TETHER_ADMIN_PASSWORD || undefined,
-      }
-      const relay = await startRelay(config, { onAdminCreated: printAdminBanner })
+      const relay = await startRelay(relayConfigFrom(o), { onAdminCreated: printAdminBanner })
       relay.app.log.info(`relay ready: API ${relay.url}, agents connect to ${relay.iotmpUrl}`)
       stopOnSignals(() => relay.close())
     })

@@ -4,6 +4,13 @@ import type { Socket } from 'node:net'
 import WebSocket from 'ws'
 import type { MessageChannel } from './channel.ts'
 
+/** RFC 6455 caps a close reason at 123 bytes of UTF-8; cut on a character boundary. */
+export function closeReason(reason: string): string {
+  let out = reason
+  while (Buffer.byteLength(out) > 123) out = out.slice(0, -1)
+  return out
+}
+
 /** Wraps an open WebSocket; frames are binary, one message each. */
 export class WsChannel extends EventEmitter implements MessageChannel {
   readonly #ws: WebSocket
@@ -38,7 +45,7 @@ export class WsChannel extends EventEmitter implements MessageChannel {
       this.#ws.terminate()
       return
     }
-    this.#ws.close(code, reason.slice(0, 120))
+    this.#ws.close(code, closeReason(reason))
     // A peer that never answers the close handshake (half-open link) must not keep the socket alive.
     setTimeout(() => this.#ws.terminate(), 2000).unref()
   }
