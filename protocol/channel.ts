@@ -39,7 +39,10 @@ class MemoryChannel extends EventEmitter implements MessageChannel {
   close(code = 1000, reason = ''): void {
     if (this.closed) return
     this.closed = true
-    setImmediate(() => this.emit('close', code, reason))
-    this.peer?.close(code, reason)
+    // Like a WebSocket, frames already sent reach the peer before it sees the close.
+    setImmediate(() => {
+      this.emit('close', code, reason)
+      this.peer?.close(code, reason)
+    })
   }
 }

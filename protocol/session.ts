@@ -477,7 +477,13 @@ export class Session extends EventEmitter {
     }
     handler(msg.resource, msg.payload, msg.params).then(
       (payload) => {
-        if (id !== 0) this.#send({ type: MessageType.OK, streamId: id, payload })
+        if (id === 0) return
+        try {
+          this.#send({ type: MessageType.OK, streamId: id, payload })
+        } catch (err) {
+          const e = err as { wireCode?: number; message: string }
+          this.#replyError(id, e.wireCode ?? WireErrorCode.HANDLER_FAILED, `reply not sent: ${e.message}`)
+        }
       },
       (err: unknown) => {
         if (id === 0) return
@@ -530,7 +536,13 @@ export class Session extends EventEmitter {
         )
       }, timeoutMs)
       this.#pending.set(msg.streamId, { resolve, reject, timer, onOk })
-      this.#send(msg)
+      try {
+        this.#send(msg)
+      } catch (err) {
+        clearTimeout(timer)
+        this.#pending.delete(msg.streamId)
+        reject(err)
+      }
     })
   }
 
@@ -558,6 +570,8 @@ export class Session extends EventEmitter {
     sendStop: (id: number, params: StopStreamParams) =>
       this.#send({ type: MessageType.STOP_STREAM, streamId: id, params }),
     writable: () => this.#channel.bufferedAmount < CHANNEL_HIGH_WATER_BYTES,
+    // STREAM_DATA header is at most 12 bytes: fixarray, type, uint32 id, nil, bin32 length.
+    maxDataBytes: () => this.#peerMaxFrame - 16,
     whenWritable: (cb: () => void) => {
       this.#drainWaiters.push(cb)
     },

@@ -14,6 +14,8 @@ export interface StreamHost {
   sendData(streamId: number, data: Uint8Array): void
   sendCredit(streamId: number, bytes: number): void
   sendStop(streamId: number, params: StopStreamParams): void
+  /** Largest STREAM_DATA payload the peer's frame cap admits. */
+  maxDataBytes(): number
   /** False while the channel is congested; `whenWritable` then calls back on drain. */
   writable(): boolean
   whenWritable(cb: () => void): void
@@ -38,6 +40,9 @@ export class TunnelStream extends Duplex {
   #localEnded = false
   #remoteEnded = false
   #remoteClosed = false
+  readonly #sendWindowBytes: number
+  /** Datagram mode: datagrams too large for the peer's window or frame cap. */
+  droppedDatagrams = 0
 
   /**
    * @param id stream id
@@ -56,6 +61,7 @@ export class TunnelStream extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 })
     this.#host = host
     this.#credit = new SendCredit(sendWindowBytes)
+    this.#sendWindowBytes = sendWindowBytes
     this.#window = new ReceiveWindow(recvWindowBytes)
   }
 
@@ -94,8 +100,21 @@ export class TunnelStream extends Duplex {
   }
 
   override _read(): void {
+    this.#grant()
+  }
+
+  // Node calls _read only while it wants more data; a reader that paused with everything buffered and reads
+  // later would never trigger it again, so credit is also granted after every read.
+  override read(size?: number): unknown {
+    const chunk = super.read(size)
+    this.#grant()
+    return chunk
+  }
+
+  #grant(): void {
+    if (this.destroyed || this.#remoteEnded) return
     const grant = this.#window.grantFor(this.readableLength)
-    if (grant > 0 && !this.#remoteEnded) this.#host.sendCredit(this.id, grant)
+    if (grant > 0) this.#host.sendCredit(this.id, grant)
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -136,8 +155,17 @@ export class TunnelStream extends Duplex {
         }
         return
       }
-      const wanted = Math.min(p.data.length - p.offset, MAX_DATA_CHUNK_BYTES)
-      if (this.datagram && this.#credit.available < wanted) return // resumed by receiveCredit
+      const wanted = Math.min(p.data.length - p.offset, MAX_DATA_CHUNK_BYTES, this.#host.maxDataBytes())
+      if (this.datagram) {
+        // A datagram is never split; one that can never fit the window or a frame is dropped, as UDP would.
+        if (p.data.length > this.#sendWindowBytes || p.data.length > this.#host.maxDataBytes()) {
+          this.#pending = undefined
+          this.droppedDatagrams++
+          p.cb()
+          return
+        }
+        if (this.#credit.available < p.data.length) return // resumed by receiveCredit
+      }
       const n = this.#credit.take(wanted)
       if (n === 0) return // resumed by receiveCredit
       this.#host.sendData(this.id, p.data.subarray(p.offset, p.offset + n))

@@ -7,7 +7,12 @@ import { protocolError, TetherProtocolError } from '../errors.ts'
 import { isKnownType, type Message } from '../messages.ts'
 
 // Records and structured clones are msgpackr extensions, not IoTMP: a peer must not be able to switch them on.
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' })
+const unpackr = new Unpackr({
+  useRecords: false,
+  structuredClone: false,
+  mapsAsObjects: true,
+  int64AsType: 'number',
+})
 
 const MAX_STREAM_ID = 0xffffffff
 
@@ -30,7 +35,7 @@ export function decodeFrame(frame: Uint8Array, maxFrameBytes: number): Message {
   if (!Number.isInteger(streamId) || streamId < 0 || streamId > MAX_STREAM_ID) {
     throw protocolError('TETHER_ERR_BAD_ENCODING', 'stream id is not a uint32')
   }
-  if (params != null && (typeof params !== 'object' || Array.isArray(params) || ArrayBuffer.isView(params))) {
+  if (params != null && (typeof params !== 'object' || Object.getPrototypeOf(params) !== Object.prototype)) {
     throw protocolError('TETHER_ERR_BAD_ENCODING', 'params is not a map')
   }
   if (resource != null && typeof resource !== 'string') {
