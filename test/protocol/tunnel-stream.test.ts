@@ -1,8 +1,10 @@
 /** TunnelStream against a recording StreamHost: credit spending, chunking, half-close and abort semantics. */
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import net from 'node:net'
 import { describe, it } from 'node:test'
 import type { StopStreamParams } from '../../protocol/messages.ts'
+import { splice } from '../../protocol/splice.ts'
 import {
   MAX_DATA_CHUNK_BYTES,
   StreamAbortedError,
@@ -264,5 +266,54 @@ describe('TunnelStream: closing', () => {
     await once(stream, 'close')
     assert.deepEqual(host.stops, [{ half: true }])
     assert.deepEqual(host.closed, [7])
+  })
+})
+
+/** A connected loopback socket pair, both allowing half-open like the dialer and the listeners. */
+async function socketPair(): Promise<{ near: net.Socket; far: net.Socket; close: () => void }> {
+  const server = net.createServer({ allowHalfOpen: true })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>
+  const near = net.connect({
+    port: (server.address() as net.AddressInfo).port,
+    host: '127.0.0.1',
+    allowHalfOpen: true,
+  })
+  const [far] = await accepted
+  await once(near, 'connect')
+  return { near, far, close: () => server.close() }
+}
+
+describe('splice with a tunnel stream', () => {
+  it('a socket that closes cleanly leaves the stream to flush its unsent tail, then both close', async (t) => {
+    const { near, far, close } = await socketPair()
+    t.after(close)
+    const { host, stream } = streamWith(1000) // far less credit than the target will send
+    const done = new Promise<Error | undefined>((resolve) => splice(near, stream, resolve))
+    // The target sends 10 kB and ends; the remote side had already ended (the client half-closed first).
+    stream.receiveStop({ half: true })
+    far.end(Buffer.alloc(10_000, 7))
+    far.resume()
+    await once(near, 'close') // both of the socket's directions are done: it closes with data still queued
+    assert.ok(host.sentBytes < 10_000, 'the stream still holds unsent data when the socket closes')
+    for (let round = 0; round < 20 && host.sentBytes < 10_000; round++) {
+      stream.receiveCredit(1000)
+      await settle()
+    }
+    assert.equal(await done, undefined)
+    assert.equal(host.sentBytes, 10_000)
+    assert.deepEqual(host.stops, [{ half: true }], 'the stream ends with a FIN, not an abort')
+  })
+
+  it('a socket destroyed before both directions finished closes the stream at once', async (t) => {
+    const { near, far, close } = await socketPair()
+    t.after(close)
+    far.on('error', () => {})
+    const { host, stream } = streamWith(1000)
+    const done = new Promise<Error | undefined>((resolve) => splice(near, stream, resolve))
+    near.destroy() // as an idle timeout or a listener shutting down would
+    assert.equal(await done, undefined)
+    assert.ok(stream.destroyed)
+    assert.deepEqual(host.stops, [{}], 'the peer is told the stream is closed, without a FIN')
   })
 })
