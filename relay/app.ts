@@ -71,6 +71,8 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.trustProxy,
+    // Idle keep-alive and never-used sockets must not hold up a shutdown (systemd would SIGKILL us).
+    forceCloseConnections: true,
     ajv: {
       customOptions: {
         removeAdditional: false,

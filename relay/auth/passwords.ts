@@ -33,6 +33,21 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
   return timingSafeEqual(key, expected)
 }
 
+/** A hash no secret matches, made once: checking against it costs what checking a real hash costs. */
+const unmatchable = hashSecret(randomBytes(32).toString('base64url'))
+
+/**
+ * Verifies `secret` against `stored`, or, when there is no stored hash (unknown user or device), spends the
+ * same scrypt time and answers false, so response times do not reveal which names exist.
+ */
+export async function verifySecretOrDummy(secret: string, stored: string | undefined): Promise<boolean> {
+  if (stored === undefined) {
+    await verifySecret(secret, await unmatchable)
+    return false
+  }
+  return verifySecret(secret, stored)
+}
+
 /** A fresh random secret (device credentials, one-time passwords). */
 export function randomSecret(bytes = 18): string {
   return randomBytes(bytes).toString('base64url')

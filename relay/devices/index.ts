@@ -18,6 +18,9 @@ import {
   UserParams,
 } from './schemas.ts'
 
+/** How long a device GET waits for its agent's DESCRIBE answer before using the last known one. */
+const DESCRIBE_WAIT_MS = 250
+
 export interface DevicesOptions {
   devices: DevicesStore
   hub: AgentHub
@@ -97,7 +100,9 @@ export default async function devicesPlugin(app: FastifyInstance, { devices, hub
       const { user, device } = req.params as { user: string; device: string }
       const record = await load(user, device)
       const link = hub.get(user, device)
-      if (link) await hub.describe(link) // fresh allowlist and refusal count
+      // A fresh allowlist and refusal count when the agent answers quickly; the last known one otherwise.
+      const description = link && (await hub.describeWithin(link, DESCRIBE_WAIT_MS))
+      if (description) record.agent = description
       return view(record)
     },
   )

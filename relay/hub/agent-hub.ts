@@ -11,7 +11,7 @@ import { protocolError } from '../../protocol/errors.ts'
 import { IOTMP_PATH, IOTMP_SUBPROTOCOL } from '../../protocol/messages.ts'
 import { type ConnectRequest, Session } from '../../protocol/session.ts'
 import { WsChannel } from '../../protocol/ws-channel.ts'
-import { verifySecret } from '../auth/passwords.ts'
+import { verifySecretOrDummy } from '../auth/passwords.ts'
 import type { DevicesStore } from '../devices/devices-store.ts'
 
 export interface AgentHubOptions {
@@ -33,6 +33,8 @@ export interface AgentLink {
   agentVersion?: string
   /** The agent's DESCRIBE answer (version, allowlist, refusals), once known. */
   description?: AgentDescription
+  /** The DESCRIBE in flight, shared by every caller that asks meanwhile. */
+  describing?: Promise<AgentDescription | undefined>
 }
 
 /** What an agent reports in DESCRIBE. */
@@ -105,7 +107,30 @@ export class AgentHub extends EventEmitter {
   }
 
   /** Asks the agent for its DESCRIBE answer, keeps it on the link and the device record. */
-  async describe(link: AgentLink): Promise<AgentDescription | undefined> {
+  describe(link: AgentLink): Promise<AgentDescription | undefined> {
+    link.describing ??= this.#describe(link).finally(() => {
+      link.describing = undefined
+    })
+    return link.describing
+  }
+
+  /**
+   * The freshest description obtainable within `ms`: a slow agent must not hold up an API answer, so past the
+   * deadline the last known description is returned while the DESCRIBE completes in the background.
+   */
+  async describeWithin(link: AgentLink, ms: number): Promise<AgentDescription | undefined> {
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms)
+    })
+    try {
+      return (await Promise.race([this.describe(link), deadline])) ?? link.description
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async #describe(link: AgentLink): Promise<AgentDescription | undefined> {
     try {
       const description = asDescription(await link.session.describe())
       if (!description) return link.description
@@ -144,6 +169,8 @@ export class AgentHub extends EventEmitter {
       maxFrameBytes: this.#opts.maxFrameBytes,
       authenticate: async (req) => {
         await this.#authenticate(req)
+        // The agent may have left during the (slow, scrypt) check: registering it now would leave a stale link.
+        if (session.closeInfo) throw protocolError('TETHER_ERR_LINK_CLOSED', session.closeInfo.reason)
         link = {
           user: req.user,
           device: req.device,
@@ -193,7 +220,8 @@ export class AgentHub extends EventEmitter {
   async #authenticate(req: ConnectRequest): Promise<void> {
     const record = await this.#opts.devices.get(req.user, req.device)
     // Same answer for unknown device and wrong credential: no device enumeration.
-    const ok = record?.type === 'agent' && (await verifySecret(req.credential, record.credentialHash))
+    const hash = record?.type === 'agent' ? record.credentialHash : undefined
+    const ok = (await verifySecretOrDummy(req.credential, hash)) && record !== undefined
     if (!ok) throw protocolError('TETHER_ERR_BAD_CREDENTIALS')
     if (!record.enabled) throw protocolError('TETHER_ERR_DEVICE_DISABLED')
   }

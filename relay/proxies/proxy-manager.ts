@@ -52,7 +52,7 @@ export class ProxyManager {
     this.#entries.set(profile.id, entry)
     const previous = entry.profile
     entry.profile = profile
-    if (entry.listener && profile.enabled && sameBinding(previous, profile) && profile.source.port !== 0) {
+    if (entry.listener && profile.enabled && sameBinding(previous, profile)) {
       entry.listener.update(profile)
       this.#warnUnverified(profile)
       return undefined

@@ -72,7 +72,7 @@ export class UdpListener implements ProxyListener {
   }
 
   async close(): Promise<void> {
-    for (const key of [...this.#mappings.keys()]) this.#expire(key)
+    for (const [key, mapping] of [...this.#mappings]) this.#expire(key, mapping)
     await new Promise<void>((resolve) => {
       try {
         this.#socket.close(() => resolve())
@@ -104,7 +104,7 @@ export class UdpListener implements ProxyListener {
     const idleMs = (profile.source.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC) * 1000
     const mapping: Mapping = {
       pending: [msg],
-      idle: setTimeout(() => this.#expire(key), idleMs),
+      idle: setTimeout(() => this.#expire(key, mapping), idleMs),
       closed: false,
     }
     this.#mappings.set(key, mapping)
@@ -116,7 +116,7 @@ export class UdpListener implements ProxyListener {
         stats.txBytes += reply.length
         this.#socket.send(reply, rinfo.port, rinfo.address)
       },
-      onClose: () => this.#expire(key),
+      onClose: () => this.#expire(key, mapping),
     }).then(
       (upstream) => {
         if (mapping.closed) return upstream.close()
@@ -128,7 +128,7 @@ export class UdpListener implements ProxyListener {
           `proxy ${profile.id}: ${err.message}; dropping client ${rinfo.address}:${rinfo.port}`,
         )
         stats.reject(err.message)
-        this.#expire(key)
+        this.#expire(key, mapping)
       },
     )
   }
@@ -142,9 +142,9 @@ export class UdpListener implements ProxyListener {
     if (!mapping.upstream.send(datagram)) this.dropped++
   }
 
-  #expire(key: string): void {
-    const mapping = this.#mappings.get(key)
-    if (!mapping) return
+  /** Ends `mapping`; a late close of an already replaced mapping must not remove its successor. */
+  #expire(key: string, mapping: Mapping): void {
+    if (this.#mappings.get(key) !== mapping) return
     this.#mappings.delete(key)
     mapping.closed = true
     clearTimeout(mapping.idle)

@@ -284,9 +284,6 @@ test('devices API on one relay', async (t) => {
 
   await t.test(
     'GET of a device answers promptly even when its agent is slow to answer DESCRIBE',
-    {
-      todo: 'bug: GET /v1/users/:user/devices/:device waits for a DESCRIBE round trip (up to 15 s)',
-    },
     async (t) => {
       const u = await userScope(relay, 'slow')
       const created = await relay.api<DeviceView>('POST', u.path, { device: 'slow', type: 'agent' })

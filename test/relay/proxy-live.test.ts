@@ -206,9 +206,7 @@ test('PUT changing only the target keeps the listener and the live connection', 
   assert.equal(now.total_connections, 2)
 })
 
-test('PUT that keeps source {port: 0} keeps the OS-chosen port and the live connection', {
-  todo: 'bug: relay/proxies/proxy-manager.ts:55 rebinds every port-0 profile on PUT (`&& profile.source.port !== 0`), so editing only the description moves the port and drops clients',
-}, async (t) => {
+test('PUT that keeps source {port: 0} keeps the OS-chosen port and the live connection', async (t) => {
   const target = await echoServer(t)
   const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
   const profile = iotmpProfile('anyport', 0, target)
