@@ -2,6 +2,7 @@
 import { mkdir } from 'node:fs/promises'
 import { type Logger, pino } from 'pino'
 import type { Session } from '../protocol/session.ts'
+import { readCaFiles } from '../protocol/tls-target.ts'
 import { type AgentConfig, loadAgentConfig } from './config.ts'
 import { Allowlist } from './dialer/allowlist.ts'
 import { Dialer } from './dialer/dialer.ts'
@@ -32,7 +33,10 @@ export async function startAgent(input: Record<string, unknown>, logger?: Logger
   const allowlist = new Allowlist(config.allow)
   await mkdir(config.stateDir, { recursive: true })
   if (config.allow.length === 0) log.warn('allowlist is empty: the relay cannot open any local target')
-  const dialer = new Dialer(allowlist, log.child({ component: 'dialer' }), config.dialTimeoutMs)
+  const dialer = new Dialer(allowlist, log.child({ component: 'dialer' }), {
+    dialTimeoutMs: config.dialTimeoutMs,
+    targetCa: readCaFiles(config.targetCa),
+  })
   const link = new RelayLink({
     config,
     log: log.child({ component: 'link' }),

@@ -17,6 +17,11 @@ export const AgentConfig = Type.Object(
       description: 'local targets the relay may open; empty denies all',
     }),
     ca: Type.Optional(Type.String({ description: 'PEM file of the CA that signed the relay certificate' })),
+    targetCa: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description:
+        'PEM files of CAs trusted, besides the bundled roots, for TLS to local targets (a site CA)',
+    }),
     insecure: Type.Boolean({
       default: false,
       description: 'skip relay certificate verification (testing only)',

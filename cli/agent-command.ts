@@ -17,6 +17,7 @@ export function agentConfigFrom(o: Record<string, unknown>): Record<string, unkn
     keepAliveSec: o.keepalive === undefined ? undefined : Number(o.keepalive),
     allow: o.allow,
     ca: o.ca,
+    targetCa: o.targetCa,
     insecure: o.insecure,
     stateDir: o.stateDir,
     logLevel: o.logLevel,
@@ -44,6 +45,14 @@ export function agentCommand(): Command {
         .argParser(collect),
     )
     .addOption(new Option('--ca <file>', 'PEM CA for the relay certificate').env('TETHER_CA'))
+    .addOption(
+      new Option(
+        '--target-ca <files>',
+        'PEM CAs trusted for TLS to local targets, repeatable or comma-separated',
+      )
+        .env('TETHER_TARGET_CA')
+        .argParser(collect),
+    )
     .addOption(new Option('--insecure', 'do not verify the relay certificate').env('TETHER_INSECURE'))
     .addOption(
       new Option('--state-dir <dir>', 'state directory (default ./agent-state)').env('TETHER_STATE_DIR'),

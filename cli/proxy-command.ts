@@ -29,7 +29,13 @@ type Profile = Record<string, unknown> & {
 
 /** Builds the target from `--device`, `--host` or `--plugin`. */
 function targetFrom(o: Record<string, string | boolean | undefined>) {
-  const tls = o.tls ? { tls: true, verify: o.verify !== false } : { tls: false }
+  const tls = o.tls
+    ? {
+        tls: true,
+        verify: o.verify !== false,
+        ...(o.servername ? { servername: o.servername as string } : {}),
+      }
+    : { tls: false }
   const chosen = ['device', 'host', 'plugin'].filter((k) => o[k])
   if (chosen.length !== 1) throw new Error('give exactly one of --device, --host or --plugin')
   if (o.device) {
@@ -66,6 +72,10 @@ export function proxyCommand(): Command {
         .option('--idle-timeout <sec>', 'UDP: idle client mappings expire after this many seconds')
         .option('--tls', 'connect to the target with TLS (SNI from the target host)')
         .option('--no-verify', 'with --tls: accept a self-signed target certificate')
+        .option(
+          '--servername <name>',
+          'with --tls: name the certificate must match (default: the target host)',
+        )
         .option('--name <name>', 'display name')
         .option('--description <text>', 'description')
         .option('--disabled', 'create disabled'),

@@ -25,6 +25,7 @@ export function relayConfigFrom(o: Record<string, unknown>): Partial<RelayConfig
     tlsKey: o.tlsKey,
     trustProxy: o.trustProxy ? true : undefined,
     windowBytes: o.window === undefined ? undefined : Number(o.window),
+    targetCa: o.targetCa,
     adminPassword: process.env.TETHER_ADMIN_PASSWORD || undefined,
   }
   const merged = { ...file }
@@ -33,26 +34,44 @@ export function relayConfigFrom(o: Record<string, unknown>): Partial<RelayConfig
 }
 
 export function relayCommand(): Command {
-  return new Command('relay')
-    .description('run the cloud relay (HTTP API, /iotmp for agents, proxy listeners)')
-    .addOption(new Option('--host <address>', 'bind address').env('TETHER_HOST').default('0.0.0.0'))
-    .addOption(
-      new Option('--port <port>', 'HTTP/WebSocket port (0 = any)').env('TETHER_PORT').default('8080'),
-    )
-    .addOption(new Option('--data-dir <dir>', 'LevelDB and secrets').env('TETHER_DATA_DIR').default('./data'))
-    .addOption(new Option('--log-level <level>', 'pino level').env('TETHER_LOG_LEVEL').default('info'))
-    .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve https/wss').env('TETHER_TLS_CERT'))
-    .addOption(new Option('--tls-key <file>', 'PEM private key').env('TETHER_TLS_KEY'))
-    .addOption(new Option('--trust-proxy', 'client address from X-Forwarded-For').env('TETHER_TRUST_PROXY'))
-    .addOption(
-      new Option('--window <bytes>', 'per-stream flow-control window')
-        .env('TETHER_WINDOW_BYTES')
-        .default('262144'),
-    )
-    .addHelpText('after', '\nFirst start creates user "admin"; TETHER_ADMIN_PASSWORD sets its password.')
-    .action(async (o) => {
-      const relay = await startRelay(relayConfigFrom(o), { onAdminCreated: printAdminBanner })
-      relay.app.log.info(`relay ready: API ${relay.url}, agents connect to ${relay.iotmpUrl}`)
-      stopOnSignals(() => relay.close())
-    })
+  return (
+    new Command('relay')
+      .description('run the cloud relay (HTTP API, /iotmp for agents, proxy listeners)')
+      // No commander defaults: they would override the config file. The schema fills what neither sets.
+      .addOption(
+        new Option('-c, --config <file>', 'JSON config file (every key, plugins included)').env(
+          'TETHER_RELAY_CONFIG',
+        ),
+      )
+      .addOption(new Option('--host <address>', 'bind address (default 0.0.0.0)').env('TETHER_HOST'))
+      .addOption(
+        new Option('--port <port>', 'HTTP/WebSocket port, 0 = any (default 8080)').env('TETHER_PORT'),
+      )
+      .addOption(
+        new Option('--data-dir <dir>', 'LevelDB and secrets (default ./data)').env('TETHER_DATA_DIR'),
+      )
+      .addOption(new Option('--log-level <level>', 'pino level (default info)').env('TETHER_LOG_LEVEL'))
+      .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve https/wss').env('TETHER_TLS_CERT'))
+      .addOption(new Option('--tls-key <file>', 'PEM private key').env('TETHER_TLS_KEY'))
+      .addOption(
+        new Option('--target-ca <files>', 'PEM CAs trusted for TLS to host/plugin targets, repeatable')
+          .env('TETHER_TARGET_CA')
+          .argParser((value: string, previous: string[] = []) => [
+            ...previous,
+            ...value.split(',').filter(Boolean),
+          ]),
+      )
+      .addOption(new Option('--trust-proxy', 'client address from X-Forwarded-For').env('TETHER_TRUST_PROXY'))
+      .addOption(
+        new Option('--window <bytes>', 'per-stream flow-control window (default 262144)').env(
+          'TETHER_WINDOW_BYTES',
+        ),
+      )
+      .addHelpText('after', '\nFirst start creates user "admin"; TETHER_ADMIN_PASSWORD sets its password.')
+      .action(async (o) => {
+        const relay = await startRelay(relayConfigFrom(o), { onAdminCreated: printAdminBanner })
+        relay.app.log.info(`relay ready: API ${relay.url}, agents connect to ${relay.iotmpUrl}`)
+        stopOnSignals(() => relay.close())
+      })
+  )
 }

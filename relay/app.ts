@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
 import { type Logger, pino } from 'pino'
+import { readCaFiles } from '../protocol/tls-target.ts'
 import authPlugin from './auth/index.ts'
 import { levelUsersStore } from './auth/users-store.ts'
 import { loadRelayConfig, type RelayConfig } from './config.ts'
@@ -62,6 +63,7 @@ export function relayLogger(level: string, pretty = process.stdout.isTTY === tru
 export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOptions = {}): Promise<Relay> {
   const config = loadRelayConfig(input)
   const logger = opts.logger ?? relayLogger(config.logLevel)
+  const targetCa = readCaFiles(config.targetCa)
   const store = await openLevelStore(config.dataDir)
   const https = config.tlsCert
     ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey as string) }
@@ -98,6 +100,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     plugins: config.plugins,
     log: logger.child({ component: 'proxies' }),
     dialTimeoutMs: config.dialTimeoutMs,
+    targetCa,
   })
   const proxiesStore = levelProxiesStore(store.table('proxies'))
 

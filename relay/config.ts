@@ -26,6 +26,10 @@ export const RelayConfig = Type.Object(
       { default: {}, description: 'named services on the relay host that proxies can target' },
     ),
     dialTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
+    targetCa: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'PEM files of CAs trusted, besides the bundled roots, for TLS to host and plugin targets',
+    }),
   },
   { additionalProperties: false },
 )

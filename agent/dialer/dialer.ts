@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import { PROXY_RESOURCE_PREFIX, WireErrorCode } from '../../protocol/messages.ts'
 import type { InboundStreamRequest } from '../../protocol/session.ts'
 import { splice } from '../../protocol/splice.ts'
+import { explainTlsFailure, type TlsTarget, tlsTargetOptions } from '../../protocol/tls-target.ts'
 import type { TunnelStream } from '../../protocol/tunnel-stream.ts'
 import type { Allowlist } from './allowlist.ts'
 
@@ -50,11 +51,18 @@ export class Dialer {
   /** Dials refused (allowlist, unreachable target); reported in DESCRIBE. */
   refusals = 0
 
+  readonly dialTimeoutMs: number
+  readonly #targetCa: readonly string[]
+
+  /** `targetCa`: extra CA certificates (PEM) trusted for TLS targets, besides Node's bundled roots. */
   constructor(
     readonly allowlist: Allowlist,
     readonly log: Logger,
-    readonly dialTimeoutMs: number,
-  ) {}
+    opts: { dialTimeoutMs: number; targetCa?: readonly string[] },
+  ) {
+    this.dialTimeoutMs = opts.dialTimeoutMs
+    this.#targetCa = opts.targetCa ?? []
+  }
 
   /** Session handler for inbound START_STREAM. */
   readonly handle = (req: InboundStreamRequest): void => {
@@ -95,13 +103,17 @@ export class Dialer {
       )
     }
     if (params.protocol === 'udp') return udpEnd(await this.#dialUdp(ip, params.port))
-    const socket = await this.#dial(
-      ip,
-      params.port,
-      params.secure === true,
-      params.servername ?? name,
-      params.verify !== false,
-    )
+    const tlsTarget: TlsTarget | undefined =
+      params.secure === true
+        ? {
+            host: ip,
+            port: params.port,
+            servername: params.servername ?? name,
+            verify: params.verify !== false,
+            ca: this.#targetCa,
+          }
+        : undefined
+    const socket = await this.#dial(ip, params.port, tlsTarget)
     return { attach: (stream) => splice(socket, stream), close: () => socket.destroy() }
   }
 
@@ -129,13 +141,14 @@ export class Dialer {
     })
   }
 
-  #dial(ip: string, port: number, secure: boolean, servername: string | undefined, verify: boolean) {
+  #dial(ip: string, port: number, tlsTarget: TlsTarget | undefined) {
     return new Promise<net.Socket>((resolve, reject) => {
       const where = `${ip}:${port}`
+      const secure = tlsTarget !== undefined
       const socket = secure
-        ? tls.connect({ host: ip, port, servername, rejectUnauthorized: verify })
+        ? tls.connect(tlsTargetOptions(tlsTarget))
         : net.connect({ host: ip, port, allowHalfOpen: true, noDelay: true })
-      if (secure && !verify) this.log.warn(`TLS to ${where} without certificate verification`)
+      if (tlsTarget?.verify === false) this.log.warn(`TLS to ${where} without certificate verification`)
       const timer = setTimeout(() => {
         socket.destroy()
         reject(
@@ -153,7 +166,9 @@ export class Dialer {
       })
       socket.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer)
-        const why = err.code === 'ECONNREFUSED' ? 'connection refused' : err.message
+        const why =
+          (tlsTarget && explainTlsFailure(err, tlsTarget)) ??
+          (err.code === 'ECONNREFUSED' ? 'connection refused' : err.message)
         reject(new DialError(WireErrorCode.DIAL_FAILED, why))
       })
     })

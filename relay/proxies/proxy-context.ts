@@ -14,6 +14,8 @@ export interface ProxyContext {
   log: Logger
   /** Relay-side dial timeout for host and plugin targets. */
   dialTimeoutMs: number
+  /** Extra CA certificates (PEM) trusted for TLS to host and plugin targets. */
+  targetCa: readonly string[]
 }
 
 /** The address a relay-side target resolves to (host address or the plugin's configured address). */

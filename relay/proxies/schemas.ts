@@ -45,6 +45,14 @@ const tlsFields = {
     Type.Boolean({ default: false, description: 'TLS to the target (SNI from the address)' }),
   ),
   verify: Type.Optional(Type.Boolean({ default: true, description: 'verify the target certificate' })),
+  servername: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 253,
+      description:
+        'TLS: name the certificate must match, sent as SNI (default: the address unless it is an IP)',
+    }),
+  ),
 }
 
 export const HostTarget = Type.Object(

@@ -3,6 +3,7 @@ import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { PROXY_RESOURCE_PREFIX } from '../../protocol/messages.ts'
+import { explainTlsFailure, type TlsTarget, tlsTargetOptions } from '../../protocol/tls-target.ts'
 import { type ProxyContext, relayTargetAddress } from './proxy-context.ts'
 import type { ProxyProfile } from './schemas.ts'
 
@@ -20,26 +21,25 @@ export function openTcpUpstream(profile: ProxyProfile, ctx: ProxyContext): Promi
         address: target.address,
         port: target.port,
         ...(secure ? { secure, verify } : {}),
-        ...(secure && !net.isIP(target.address) ? { servername: target.address } : {}),
+        ...(secure && target.servername ? { servername: target.servername } : {}),
       })
       .catch((err: Error) => {
         throw new Error(`agent could not open ${target.address}:${target.port}: ${err.message}`)
       })
   }
   const address = relayTargetAddress(target, ctx)
-  return dial(address, target.port, secure, verify, ctx.dialTimeoutMs)
+  const tlsTarget: TlsTarget | undefined = secure
+    ? { host: address, port: target.port, servername: target.servername, verify, ca: ctx.targetCa }
+    : undefined
+  return dial(address, target.port, tlsTarget, ctx.dialTimeoutMs)
 }
 
-function dial(address: string, port: number, secure: boolean, verify: boolean, timeoutMs: number) {
+function dial(address: string, port: number, tlsTarget: TlsTarget | undefined, timeoutMs: number) {
   return new Promise<Duplex>((resolve, reject) => {
     const where = `${address}:${port}`
+    const secure = tlsTarget !== undefined
     const socket = secure
-      ? tls.connect({
-          host: address,
-          port,
-          rejectUnauthorized: verify,
-          ...(net.isIP(address) ? {} : { servername: address }),
-        })
+      ? tls.connect(tlsTargetOptions(tlsTarget))
       : net.connect({ host: address, port, allowHalfOpen: true, noDelay: true })
     const timer = setTimeout(() => {
       socket.destroy()
@@ -53,7 +53,9 @@ function dial(address: string, port: number, secure: boolean, verify: boolean, t
     })
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer)
-      const why = err.code === 'ECONNREFUSED' ? 'connection refused' : err.message
+      const why =
+        (tlsTarget && explainTlsFailure(err, tlsTarget)) ??
+        (err.code === 'ECONNREFUSED' ? 'connection refused' : err.message)
       reject(new Error(`could not connect to ${where}: ${why}`))
     })
   })

@@ -1,6 +1,6 @@
 /** The `tether` CLI as a user runs it: a real child process against a real relay. */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -140,4 +140,53 @@ test('agent with an invalid config exits with a message naming the key', async (
   ])
   assert.equal(r.code, 1)
   assert.match(r.stderr, /invalid agent configuration:\s+\/relay must match pattern/)
+})
+
+test('relay --config: the file sets every key, plugins included; a flag overrides it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tether-cli-relay-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'relay.json')
+  const config = {
+    host: '127.0.0.1',
+    port: 1, // overridden below: a flag wins
+    dataDir: join(dir, 'data'),
+    adminPassword: 'config-file-password',
+    plugins: { nodered: { address: '127.0.0.1' } },
+  }
+  await writeFile(file, JSON.stringify(config))
+  const child = spawn(process.execPath, [CLI, 'relay', '--config', file, '--port', '0'], {
+    env: { ...process.env, TETHER_LOG_LEVEL: 'info', TETHER_ADMIN_PASSWORD: '' },
+  })
+  t.after(() => child.kill('SIGKILL'))
+  const url = await new Promise<string>((resolve, reject) => {
+    let output = ''
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /relay ready: API (http:\/\/127\.0\.0\.1:\d+)/.exec(output)
+      if (match) resolve(match[1]!)
+    }
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
+    child.once('exit', (code) => reject(new Error(`relay exited with ${code}:\n${output}`)))
+  })
+  // The admin password came from the file; a plugin target validates only because the file named it.
+  const login = await fetch(`${url}/oauth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ grant_type: 'password', username: 'admin', password: config.adminPassword }),
+  })
+  assert.equal(login.status, 200)
+  const { access_token } = (await login.json()) as { access_token: string }
+  const created = await fetch(`${url}/v1/server/proxies`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${access_token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      id: 'red',
+      protocol: 'tcp',
+      enabled: false,
+      source: { port: 0 },
+      target: { type: 'plugin', plugin: 'nodered', port: 1880 },
+    }),
+  })
+  assert.equal(created.status, 201, await created.text())
 })

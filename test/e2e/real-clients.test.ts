@@ -226,10 +226,21 @@ async function freeUdpPort(): Promise<number> {
 // Relay, agent, proxies
 
 /** Relay (with `relayConfig`) + agent `gw` allowing `allow`, connected. */
-async function tunnel(t: TestContext, allow: string[], relayConfig: Record<string, unknown> = {}) {
+async function tunnel(
+  t: TestContext,
+  allow: string[],
+  relayConfig: Record<string, unknown> = {},
+  agentConfig: Record<string, unknown> = {},
+) {
   const relay = await startTestRelay(t, relayConfig)
   const credential = await createAgentDevice(relay, 'gw')
-  const agent = await startTestAgent(t, { relay: relay.relay.iotmpUrl, device: 'gw', credential, allow })
+  const agent = await startTestAgent(t, {
+    relay: relay.relay.iotmpUrl,
+    device: 'gw',
+    credential,
+    allow,
+    ...agentConfig,
+  })
   await agent.agent.connected()
   return { relay, agent }
 }
@@ -592,10 +603,16 @@ test(
     const nothing = readAll(refused)
     refused.write('ping')
     assert.equal((await nothing).data.length, 0, 'no bytes from an unverified target')
-    const line = await waitForLog(relay.logs, /proxy tls-verified: .*self[- ]signed certificate/)
+    const line = await waitForLog(
+      relay.logs,
+      /proxy tls-verified: .*is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)/,
+    )
     assert.match(String(line.msg), /agent could not open 127\.0\.0\.1:\d+/)
     const status = await proxyStatus(relay, 'tls-verified')
-    assert.match(status.last_error?.message ?? '', /self[- ]signed certificate/)
+    assert.match(
+      status.last_error?.message ?? '',
+      /is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\): add its CA to targetCa/,
+    )
     assert.equal(status.rejected_connections, 1)
     assert.equal(secured.length, 1, 'the TLS server never completed a handshake with the verifying agent')
   },
@@ -633,6 +650,81 @@ test('TLS target: openssl s_server reached with tls:true through tcp-iotmp', TIM
   assert.match(page, /^HTTP\/1\.0 200 ok/)
   assert.match(page, /TLSv1\.[23]/, 'the status page names the negotiated TLS version')
 })
+
+test(
+  'TLS target verified against a trusted CA on both sides; a wrong name fails with a clear error',
+  TIMEOUT,
+  async (t) => {
+    const tools = requireTools(t, { openssl: 'openssl' })
+    if (!tools) return
+    const box = await sandbox(t, 'openssl-verify')
+    const tlsPort = await freePort()
+    const server = box.spawn(tools.openssl!, [
+      's_server',
+      '-accept',
+      `127.0.0.1:${tlsPort}`,
+      '-cert',
+      join(FIXTURES, 'localhost.crt'),
+      '-key',
+      join(FIXTURES, 'localhost.key'),
+      '-www',
+      '-quiet',
+    ])
+    await ready(server, 'openssl s_server', () => accepts(tlsPort))
+    // The fixture certificate (CN/SAN localhost, 127.0.0.1) is its own CA: trusting it is what a site CA does.
+    const ca = [join(FIXTURES, 'localhost.crt')]
+    const { relay } = await tunnel(t, [`127.0.0.1:${tlsPort}`], { targetCa: ca }, { targetCa: ca })
+    const fetchPage = async (port: number) => {
+      const socket = await connect(port)
+      const reply = readAll(socket)
+      socket.write('GET / HTTP/1.0\r\n\r\n')
+      return (await reply).data.toString()
+    }
+    const tlsTarget = { address: '127.0.0.1', port: tlsPort, tls: true }
+    const profiles = {
+      // verify defaults to true: the agent checks the certificate against 127.0.0.1 and its targetCa.
+      'via-agent': {
+        protocol: 'tcp-iotmp',
+        target: { type: 'device', user: 'admin', device: 'gw', ...tlsTarget },
+      },
+      'via-relay': { protocol: 'tcp', target: { type: 'host', ...tlsTarget } },
+      'agent-wrong-name': {
+        protocol: 'tcp-iotmp',
+        target: { type: 'device', user: 'admin', device: 'gw', ...tlsTarget, servername: 'wrong.example' },
+      },
+      'relay-wrong-name': {
+        protocol: 'tcp',
+        target: { type: 'host', ...tlsTarget, servername: 'wrong.example' },
+      },
+    }
+    const ports: Record<string, number> = {}
+    for (const [id, profile] of Object.entries(profiles))
+      ports[id] = await createProxy(relay, { id, ...profile })
+
+    for (const id of ['via-agent', 'via-relay']) {
+      const page = await fetchPage(ports[id]!)
+      assert.match(page, /^HTTP\/1\.0 200 ok/, `${id}: the verified handshake completed`)
+    }
+    for (const id of ['agent-wrong-name', 'relay-wrong-name']) {
+      assert.equal(await fetchPage(ports[id]!), '', `${id}: the client connection is closed without data`)
+      const status = await proxyStatus(relay, id)
+      assert.equal(status.rejected_connections, 1)
+      assert.match(
+        status.last_error?.message ?? '',
+        /certificate of 127\.0\.0\.1:\d+ is not valid for wrong\.example/,
+      )
+    }
+    // Without the CA, the same target is refused as untrusted, with the remedy named.
+    const untrusted = await startTestRelay(t)
+    const plain = await createProxy(untrusted, { id: 'untrusted', ...profiles['via-relay'] })
+    assert.equal(await fetchPage(plain), '')
+    const status = await proxyStatus(untrusted, 'untrusted')
+    assert.match(
+      status.last_error?.message ?? '',
+      /is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\): add its CA to targetCa/,
+    )
+  },
+)
 
 test('Mosquitto: mosquitto_pub/sub through a tcp proxy to a plugin target', TIMEOUT, async (t) => {
   const tools = requireTools(t, {

@@ -186,7 +186,7 @@ test('TLS to the target with SNI and certificate verification', async (t) => {
   })
   const refused = await readAll(await connect(strict))
   assert.equal(refused.data.length, 0)
-  await waitForLog(relay.logs, /proxy tls-strict: .*self[- ]signed/)
+  await waitForLog(relay.logs, /proxy tls-strict: .*is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)/)
 
   // verify: false (self-signed device UI) → works, SNI carried the target host name
   const lax = await createTcpProxy(relay, 'tls-lax', {
