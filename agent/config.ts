@@ -1,6 +1,7 @@
 /** Agent configuration: one typebox schema with defaults, validated once at start and frozen. */
 import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
+import { DEFAULT_WINDOW_BYTES } from '../protocol/messages.ts'
 
 export const AgentConfig = Type.Object(
   {
@@ -32,7 +33,11 @@ export const AgentConfig = Type.Object(
       { default: 'info' },
     ),
     dialTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
-    windowBytes: Type.Integer({ minimum: 16 * 1024, maximum: 16 * 1024 * 1024, default: 256 * 1024 }),
+    windowBytes: Type.Integer({
+      minimum: 16 * 1024,
+      maximum: 16 * 1024 * 1024,
+      default: DEFAULT_WINDOW_BYTES,
+    }),
     maskFrames: Type.Union([Type.Literal('auto'), Type.Boolean()], {
       default: 'auto',
       description: 'RFC 6455 masking; auto masks only plain ws to a non-loopback relay',

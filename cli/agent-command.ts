@@ -59,7 +59,7 @@ export function agentCommand(): Command {
     )
     .addOption(new Option('--log-level <level>', 'pino level (default info)').env('TETHER_LOG_LEVEL'))
     .addOption(
-      new Option('--window <bytes>', 'per-stream flow-control window (default 262144)').env(
+      new Option('--window <bytes>', 'per-stream flow-control window (default 1048576)').env(
         'TETHER_WINDOW_BYTES',
       ),
     )

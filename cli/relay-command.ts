@@ -63,7 +63,7 @@ export function relayCommand(): Command {
       )
       .addOption(new Option('--trust-proxy', 'client address from X-Forwarded-For').env('TETHER_TRUST_PROXY'))
       .addOption(
-        new Option('--window <bytes>', 'per-stream flow-control window (default 262144)').env(
+        new Option('--window <bytes>', 'per-stream flow-control window (default 1048576)').env(
           'TETHER_WINDOW_BYTES',
         ),
       )

@@ -74,7 +74,7 @@ export interface SessionOptions {
   role: Role
   logger: Logger
   maxFrameBytes?: number
-  /** Receive window this side grants per stream, bytes (default 256 KiB). */
+  /** Receive window this side grants per stream, bytes (default DEFAULT_WINDOW_BYTES, 1 MiB). */
   windowBytes?: number
   requestTimeoutMs?: number
   /** Relay: checks CONNECT and returns the OK params; throw a TetherProtocolError to refuse. */

@@ -12,6 +12,7 @@ import type { InboundStreamRequest } from '../../protocol/session.ts'
 import { splice } from '../../protocol/splice.ts'
 import { explainTlsFailure, type TlsTarget, tlsTargetOptions } from '../../protocol/tls-target.ts'
 import type { TunnelStream } from '../../protocol/tunnel-stream.ts'
+import { UDP_SOCKET_BUFFER_BYTES } from '../../protocol/udp-buffers.ts'
 import type { Allowlist } from './allowlist.ts'
 
 /** A refused or failed dial, with the wire code the relay receives. */
@@ -126,7 +127,11 @@ export class Dialer {
   }
 
   #dialUdp(ip: string, port: number): Promise<dgram.Socket> {
-    const socket = dgram.createSocket(net.isIPv6(ip) ? 'udp6' : 'udp4')
+    const socket = dgram.createSocket({
+      type: net.isIPv6(ip) ? 'udp6' : 'udp4',
+      recvBufferSize: UDP_SOCKET_BUFFER_BYTES,
+      sendBufferSize: UDP_SOCKET_BUFFER_BYTES,
+    })
     return new Promise((resolve, reject) => {
       socket.once('error', (err) => {
         socket.close()

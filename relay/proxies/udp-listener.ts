@@ -4,6 +4,7 @@
  */
 import dgram from 'node:dgram'
 import net from 'node:net'
+import { UDP_SOCKET_BUFFER_BYTES } from '../../protocol/udp-buffers.ts'
 import type { ProxyContext } from './proxy-context.ts'
 import type { ProxyStats } from './proxy-stats.ts'
 import type { ProxyProfile } from './schemas.ts'
@@ -38,7 +39,12 @@ export class UdpListener implements ProxyListener {
     this.#profile = profile
     this.#guard = new SourceGuard(profile.source)
     const address = profile.source.address ?? '0.0.0.0'
-    this.#socket = dgram.createSocket({ type: net.isIPv6(address) ? 'udp6' : 'udp4' })
+    this.#socket = dgram.createSocket({
+      type: net.isIPv6(address) ? 'udp6' : 'udp4',
+      // Bursts arrive faster than one event-loop turn forwards them; the kernel caps this at rmem_max.
+      recvBufferSize: UDP_SOCKET_BUFFER_BYTES,
+      sendBufferSize: UDP_SOCKET_BUFFER_BYTES,
+    })
     this.#socket.on('message', (msg, rinfo) => this.#onDatagram(msg, rinfo))
   }
 

@@ -5,6 +5,7 @@
 import dgram from 'node:dgram'
 import { lookup } from 'node:dns/promises'
 import { PROXY_RESOURCE_PREFIX } from '../../protocol/messages.ts'
+import { UDP_SOCKET_BUFFER_BYTES } from '../../protocol/udp-buffers.ts'
 import { type ProxyContext, relayTargetAddress } from './proxy-context.ts'
 import type { ProxyProfile } from './schemas.ts'
 
@@ -56,7 +57,11 @@ export async function openUdpUpstream(
   const { address, family } = await lookup(host).catch((err: Error) => {
     throw new Error(`cannot resolve ${host}: ${err.message}`)
   })
-  const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4')
+  const socket = dgram.createSocket({
+    type: family === 6 ? 'udp6' : 'udp4',
+    recvBufferSize: UDP_SOCKET_BUFFER_BYTES,
+    sendBufferSize: UDP_SOCKET_BUFFER_BYTES,
+  })
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject)
     socket.connect(target.port, address, () => {
