@@ -17,6 +17,7 @@ import proxiesPlugin from './proxies/index.ts'
 import { levelProxiesStore } from './proxies/proxies-store.ts'
 import { ProxyManager } from './proxies/proxy-manager.ts'
 import { openLevelStore } from './store/level-store.ts'
+import { formatValidationErrors } from './validation-messages.ts'
 
 /** A running relay. */
 export interface Relay {
@@ -75,6 +76,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     trustProxy: config.trustProxy,
     // Idle keep-alive and never-used sockets must not hold up a shutdown (systemd would SIGKILL us).
     forceCloseConnections: true,
+    schemaErrorFormatter: formatValidationErrors,
     ajv: {
       customOptions: {
         removeAdditional: false,
