@@ -8,6 +8,11 @@ import { EventEmitter } from 'node:events'
 export interface MessageChannel extends EventEmitter {
   /** Queues one frame. */
   send(frame: Buffer): void
+  /**
+   * Queues one frame made of `head` then `body` without joining them (no copy of the body, which stays
+   * referenced until written). Optional: without it the session joins the parts and calls `send`.
+   */
+  sendParts?(head: Buffer, body: Uint8Array): void
   /** Bytes queued but not yet handed to the kernel. */
   readonly bufferedAmount: number
   /** Closes the channel; `close` is emitted once. */

@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { Compile } from 'typebox/compile'
 import type { MessageChannel } from './channel.ts'
 import { decodeFrame } from './codec/decode.ts'
-import { encodeMessage, encodeStreamData } from './codec/encode.ts'
+import { encodeMessage, encodeStreamData, encodeStreamDataHeader } from './codec/encode.ts'
 import { protocolError, RemoteError, TetherProtocolError } from './errors.ts'
 import {
   ConnectOkParams,
@@ -563,7 +563,11 @@ export class Session extends EventEmitter {
 
   readonly #streamHost = {
     sendData: (id: number, data: Uint8Array) => {
-      if (this.#state !== 'closed') this.#write(encodeStreamData(id, data))
+      if (this.#state === 'closed') return
+      if (!this.#channel.sendParts) return this.#write(encodeStreamData(id, data))
+      const head = encodeStreamDataHeader(id, data.length)
+      this.txBytes += head.length + data.length
+      this.#channel.sendParts(head, data)
     },
     sendCredit: (id: number, bytes: number) =>
       this.#send({ type: MessageType.STREAM_CREDIT, streamId: id, payload: bytes }),

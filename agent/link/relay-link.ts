@@ -108,7 +108,7 @@ export class RelayLink extends EventEmitter {
       if (!this.#session) retry(reason.toString() || `closed (${code})`)
     })
     ws.once('open', () => {
-      const session = new Session(new WsChannel(ws), {
+      const session = new Session(new WsChannel(ws, this.#zeroMask ? 'client-zero-mask' : 'none'), {
         role: 'agent',
         logger: log,
         windowBytes: config.windowBytes,

@@ -1,4 +1,4 @@
-/** Message encoder. STREAM_DATA is the hot path: its small header is written by hand, then one copy of the bytes. */
+/** Message encoder. STREAM_DATA is the hot path: its small header is written by hand and the bytes follow as they are. */
 import { Packr } from 'msgpackr'
 import { type Message, MessageType } from '../messages.ts'
 
@@ -19,13 +19,14 @@ export function encodeMessage(msg: Message): Buffer {
   return packr.pack(fields)
 }
 
-/** Encodes STREAM_DATA `[10, streamId, nil, bin]` with a hand-built header and a single copy of `data`. */
-export function encodeStreamData(streamId: number, data: Uint8Array): Buffer {
-  const size = data.length
+/**
+ * The msgpack header of STREAM_DATA `[10, streamId, nil, bin(size)]`, built by hand: the bytes follow it
+ * unchanged, so a channel that can send two parts never copies them.
+ */
+export function encodeStreamDataHeader(streamId: number, size: number): Buffer {
   const idBytes = streamId < 0x80 ? 1 : streamId < 0x100 ? 2 : streamId < 0x10000 ? 3 : 5
   const binBytes = size < 0x100 ? 2 : size < 0x10000 ? 3 : 5
-  const header = 2 + idBytes + 1 + binBytes
-  const out = Buffer.allocUnsafe(header + size)
+  const out = Buffer.allocUnsafe(2 + idBytes + 1 + binBytes)
   let at = 0
   out[at++] = 0x94 // fixarray of 4
   out[at++] = MessageType.STREAM_DATA
@@ -49,12 +50,18 @@ export function encodeStreamData(streamId: number, data: Uint8Array): Buffer {
   } else if (binBytes === 3) {
     out[at++] = 0xc5
     out.writeUInt16BE(size, at)
-    at += 2
   } else {
     out[at++] = 0xc6
     out.writeUInt32BE(size, at)
-    at += 4
   }
-  out.set(data, at)
+  return out
+}
+
+/** Encodes STREAM_DATA `[10, streamId, nil, bin]` as one buffer (one copy of `data`). */
+export function encodeStreamData(streamId: number, data: Uint8Array): Buffer {
+  const header = encodeStreamDataHeader(streamId, data.length)
+  const out = Buffer.allocUnsafe(header.length + data.length)
+  header.copy(out, 0)
+  out.set(data, header.length)
   return out
 }

@@ -97,7 +97,7 @@ export class AgentHub extends EventEmitter {
         ws.close(1002, `subprotocol ${IOTMP_SUBPROTOCOL} required`)
         return
       }
-      this.#accept(new WsChannel(ws), this.#clientAddress(req))
+      this.#accept(new WsChannel(ws, 'server'), this.#clientAddress(req))
     })
   }
 
