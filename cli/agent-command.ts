@@ -22,6 +22,7 @@ export function agentConfigFrom(o: Record<string, unknown>): Record<string, unkn
     stateDir: o.stateDir,
     logLevel: o.logLevel,
     windowBytes: o.window === undefined ? undefined : Number(o.window),
+    maxWindowBytes: o.maxWindow === undefined ? undefined : Number(o.maxWindow),
   }
   const merged = { ...file }
   for (const [key, value] of Object.entries(fromFlags)) if (value !== undefined) merged[key] = value
@@ -59,8 +60,13 @@ export function agentCommand(): Command {
     )
     .addOption(new Option('--log-level <level>', 'pino level (default info)').env('TETHER_LOG_LEVEL'))
     .addOption(
-      new Option('--window <bytes>', 'per-stream flow-control window (default 1048576)').env(
+      new Option('--window <bytes>', 'per-stream flow-control window at first (default 262144)').env(
         'TETHER_WINDOW_BYTES',
+      ),
+    )
+    .addOption(
+      new Option('--max-window <bytes>', 'largest per-stream window after growth (default 4194304)').env(
+        'TETHER_MAX_WINDOW_BYTES',
       ),
     )
     .action(async (o) => {

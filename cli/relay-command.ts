@@ -25,6 +25,7 @@ export function relayConfigFrom(o: Record<string, unknown>): Partial<RelayConfig
     tlsKey: o.tlsKey,
     trustProxy: o.trustProxy ? true : undefined,
     windowBytes: o.window === undefined ? undefined : Number(o.window),
+    maxWindowBytes: o.maxWindow === undefined ? undefined : Number(o.maxWindow),
     targetCa: o.targetCa,
     adminPassword: process.env.TETHER_ADMIN_PASSWORD || undefined,
   }
@@ -63,8 +64,13 @@ export function relayCommand(): Command {
       )
       .addOption(new Option('--trust-proxy', 'client address from X-Forwarded-For').env('TETHER_TRUST_PROXY'))
       .addOption(
-        new Option('--window <bytes>', 'per-stream flow-control window (default 1048576)').env(
+        new Option('--window <bytes>', 'per-stream flow-control window at first (default 262144)').env(
           'TETHER_WINDOW_BYTES',
+        ),
+      )
+      .addOption(
+        new Option('--max-window <bytes>', 'largest per-stream window after growth (default 4194304)').env(
+          'TETHER_MAX_WINDOW_BYTES',
         ),
       )
       .addHelpText('after', '\nFirst start creates user "admin"; TETHER_ADMIN_PASSWORD sets its password.')

@@ -7,18 +7,42 @@ export class ReceiveWindow {
   #allowance: number
   #received = 0
   #granted = 0
-  readonly #threshold: number
+  #window: number
+  #threshold: number
+  readonly #maxWindow: number
+  /** Every allowance the peer may know of and has not reached yet: where it stops if it runs out of credit. */
+  readonly #checkpoints: number[] = []
+  /** The last arrival used up the credit of a checkpoint: the peer was left waiting for our next grant. */
+  #peerStalled = false
 
-  /** @param windowBytes initial credit granted to the peer (its START_STREAM/OK `window`) */
-  constructor(readonly windowBytes: number) {
+  /**
+   * @param windowBytes initial credit granted to the peer (its START_STREAM/OK `window`)
+   * @param maxWindowBytes how far `grow` may take the window (default: it never grows)
+   */
+  constructor(
+    readonly windowBytes: number,
+    maxWindowBytes = windowBytes,
+  ) {
     this.#allowance = windowBytes
+    this.#window = windowBytes
+    this.#maxWindow = Math.max(windowBytes, maxWindowBytes)
+    this.#checkpoints.push(windowBytes)
     // Batch grants: one STREAM_CREDIT per quarter window keeps control traffic small.
     this.#threshold = Math.max(1, Math.floor(windowBytes / 4))
+  }
+
+  /** The window now in force: `windowBytes`, or more after `grow`. */
+  get currentWindow(): number {
+    return this.#window
   }
 
   /** Records `bytes` arriving; false when the peer sent more than it was granted. */
   receive(bytes: number): boolean {
     this.#received += bytes
+    const checkpoints = this.#checkpoints
+    while (checkpoints.length > 0 && checkpoints[0]! < this.#received) checkpoints.shift()
+    this.#peerStalled = checkpoints[0] === this.#received
+    if (this.#peerStalled) checkpoints.shift()
     return this.#received <= this.#allowance
   }
 
@@ -32,7 +56,28 @@ export class ReceiveWindow {
     if (pending < this.#threshold) return 0
     this.#granted += pending
     this.#allowance += pending
+    this.#checkpoints.push(this.#allowance)
     return pending
+  }
+
+  /**
+   * Window auto-tuning, called after data arrived. Data that ends exactly where the peer's credit ended at one
+   * of our grants means the peer spent everything and then waited for the next grant, already on its way: the
+   * round trip costs it time. If our consumer keeps up (at most half a window buffered), the window, not the
+   * consumer, limits the stream (a bandwidth-delay product larger than the window), so it doubles, up to the
+   * maximum. Returns the extra credit to grant at once (0 for none). A consumer that falls behind keeps bytes
+   * buffered and stops the growth; memory per stream stays bounded by the maximum window.
+   */
+  grow(bufferedBytes: number): number {
+    if (!this.#peerStalled || this.#window >= this.#maxWindow) return 0
+    if (bufferedBytes > this.#window / 2) return 0
+    const grown = Math.min(this.#maxWindow, this.#window * 2)
+    const extra = grown - this.#window
+    this.#window = grown
+    this.#threshold = Math.max(1, Math.floor(grown / 4))
+    this.#allowance += extra
+    this.#checkpoints.push(this.#allowance)
+    return extra
   }
 }
 

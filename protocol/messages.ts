@@ -12,11 +12,13 @@ export const PROTOCOL_VERSION = 1
 
 /** Default and hard limits, with units in the names. */
 export const MAX_FRAME_BYTES = 1024 * 1024
+/** Per-stream receive window granted at first (DESIGN.md). */
+export const DEFAULT_WINDOW_BYTES = 256 * 1024
 /**
- * Per-stream receive window. DESIGN.md suggested 256 KiB; one stream's throughput is capped near window / credit
- * round trip, and on loopback 1 MiB measured 20–40 % faster (BENCHMARKS.md) for at most 1 MiB buffered per stream.
+ * A stream's window doubles up to this while its peer runs out of credit and its consumer keeps up (see
+ * ReceiveWindow.grow): one stream's throughput is capped near window / credit round trip.
  */
-export const DEFAULT_WINDOW_BYTES = 1024 * 1024
+export const DEFAULT_MAX_WINDOW_BYTES = 4 * 1024 * 1024
 export const MAX_WINDOW_BYTES = 16 * 1024 * 1024
 export const DEFAULT_KEEP_ALIVE_SEC = 60
 export const MIN_KEEP_ALIVE_SEC = 1

@@ -15,6 +15,7 @@ import {
   ConnectParams,
   ConnectPayload,
   DEFAULT_KEEP_ALIVE_SEC,
+  DEFAULT_MAX_WINDOW_BYTES,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_WINDOW_BYTES,
   DIAL_TIMEOUT_MS,
@@ -74,8 +75,10 @@ export interface SessionOptions {
   role: Role
   logger: Logger
   maxFrameBytes?: number
-  /** Receive window this side grants per stream, bytes (default DEFAULT_WINDOW_BYTES, 1 MiB). */
+  /** Receive window this side grants per stream at first, bytes (default 256 KiB). */
   windowBytes?: number
+  /** How far a stream's receive window may grow for a consumer that keeps up (default 4 MiB). */
+  maxWindowBytes?: number
   requestTimeoutMs?: number
   /** Relay: checks CONNECT and returns the OK params; throw a TetherProtocolError to refuse. */
   authenticate?: (req: ConnectRequest) => Promise<ConnectOkParams>
@@ -121,6 +124,7 @@ export class Session extends EventEmitter {
   readonly #opts: SessionOptions
   readonly #maxFrame: number
   readonly #window: number
+  readonly #maxWindow: number
   #state: State = 'connecting'
   #nextId: number
   readonly #pending = new Map<number, Pending>()
@@ -144,6 +148,7 @@ export class Session extends EventEmitter {
     this.#opts = opts
     this.#maxFrame = opts.maxFrameBytes ?? MAX_FRAME_BYTES
     this.#window = opts.windowBytes ?? DEFAULT_WINDOW_BYTES
+    this.#maxWindow = Math.max(this.#window, opts.maxWindowBytes ?? DEFAULT_MAX_WINDOW_BYTES)
     this.#nextId = opts.role === 'relay' ? 2 : 1
     channel.on('frame', (frame: Buffer) => this.#onFrame(frame))
     channel.on('drain', () => this.#flushDrainWaiters())
@@ -556,7 +561,15 @@ export class Session extends EventEmitter {
   }
 
   #addStream(id: number, sendWindow: number, resource: string, datagram: boolean): TunnelStream {
-    const stream = new TunnelStream(id, this.#streamHost, sendWindow, this.#window, resource, datagram)
+    const stream = new TunnelStream(
+      id,
+      this.#streamHost,
+      sendWindow,
+      this.#window,
+      resource,
+      datagram,
+      this.#maxWindow,
+    )
     this.#streams.set(id, stream)
     return stream
   }

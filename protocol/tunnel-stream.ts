@@ -57,12 +57,19 @@ export class TunnelStream extends Duplex {
     readonly resource = '',
     /** UDP: every write is one datagram, sent as one STREAM_DATA and never split across credit grants. */
     readonly datagram = false,
+    /** How far the receive window may grow for a consumer that keeps up (see ReceiveWindow.grow). */
+    maxRecvWindowBytes = recvWindowBytes,
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 })
     this.#host = host
     this.#credit = new SendCredit(sendWindowBytes)
     this.#sendWindowBytes = sendWindowBytes
-    this.#window = new ReceiveWindow(recvWindowBytes)
+    this.#window = new ReceiveWindow(recvWindowBytes, maxRecvWindowBytes)
+  }
+
+  /** The receive window now granted to the peer (grows for a consumer that keeps up). */
+  get receiveWindowBytes(): number {
+    return this.#window.currentWindow
   }
 
   /** Session → stream: STREAM_DATA arrived. */
@@ -73,6 +80,8 @@ export class TunnelStream extends Duplex {
       return
     }
     this.push(data)
+    const extra = this.#window.grow(this.readableLength)
+    if (extra > 0) this.#host.sendCredit(this.id, extra)
   }
 
   /** Session → stream: STREAM_CREDIT arrived. */

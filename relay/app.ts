@@ -93,6 +93,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     devices,
     logger: logger.child({ component: 'hub' }),
     windowBytes: config.windowBytes,
+    maxWindowBytes: config.maxWindowBytes,
     maxFrameBytes: config.maxFrameBytes,
     maxKeepAliveSec: config.maxKeepAliveSec,
     trustProxy: config.trustProxy,

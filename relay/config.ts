@@ -1,7 +1,7 @@
 /** Relay configuration: one typebox schema with defaults, validated once at start and frozen. */
 import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
-import { DEFAULT_WINDOW_BYTES } from '../protocol/messages.ts'
+import { DEFAULT_MAX_WINDOW_BYTES, DEFAULT_WINDOW_BYTES } from '../protocol/messages.ts'
 
 export const RelayConfig = Type.Object(
   {
@@ -22,6 +22,13 @@ export const RelayConfig = Type.Object(
       minimum: 16 * 1024,
       maximum: 16 * 1024 * 1024,
       default: DEFAULT_WINDOW_BYTES,
+      description: 'per-stream receive window granted to agents at first',
+    }),
+    maxWindowBytes: Type.Integer({
+      minimum: 16 * 1024,
+      maximum: 16 * 1024 * 1024,
+      default: DEFAULT_MAX_WINDOW_BYTES,
+      description: 'a stream whose consumer keeps up grows its window up to this (memory bound per stream)',
     }),
     maxFrameBytes: Type.Integer({ minimum: 64 * 1024, maximum: 16 * 1024 * 1024, default: 1024 * 1024 }),
     trustProxy: Type.Boolean({ default: false, description: 'take the client address from X-Forwarded-For' }),

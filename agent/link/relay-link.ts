@@ -112,6 +112,7 @@ export class RelayLink extends EventEmitter {
         role: 'agent',
         logger: log,
         windowBytes: config.windowBytes,
+        maxWindowBytes: config.maxWindowBytes,
         onStartStream: this.#opts.onStartStream,
         onDescribe: this.#opts.onDescribe,
       })

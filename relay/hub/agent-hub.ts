@@ -18,6 +18,7 @@ export interface AgentHubOptions {
   devices: DevicesStore
   logger: Logger
   windowBytes: number
+  maxWindowBytes?: number
   maxFrameBytes: number
   maxKeepAliveSec: number
   trustProxy: boolean
@@ -166,6 +167,7 @@ export class AgentHub extends EventEmitter {
       role: 'relay',
       logger: log,
       windowBytes: this.#opts.windowBytes,
+      maxWindowBytes: this.#opts.maxWindowBytes,
       maxFrameBytes: this.#opts.maxFrameBytes,
       authenticate: async (req) => {
         await this.#authenticate(req)

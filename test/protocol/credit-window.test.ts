@@ -110,6 +110,48 @@ describe('ReceiveWindow', () => {
   })
 })
 
+describe('ReceiveWindow.grow (auto-tuning)', () => {
+  it('doubles when the peer spent its whole initial credit and the consumer kept up', () => {
+    const w = new ReceiveWindow(1024, 4096)
+    assert.equal(w.receive(1024), true)
+    assert.equal(w.grow(0), 1024, 'the extra credit is granted at once')
+    assert.equal(w.currentWindow, 2048)
+    assert.equal(w.receive(1024), true, 'the extra credit may be spent')
+    assert.equal(w.receive(1), false, 'and no more than that')
+  })
+
+  it('recognises a stall at the credit a later grant left the peer with', () => {
+    const w = new ReceiveWindow(1024, 8192)
+    w.receive(512)
+    assert.equal(w.grow(0), 0, 'the peer still has credit: no stall')
+    assert.equal(w.grantFor(0), 512) // the peer may now go up to 1536
+    w.receive(512) // reaches the initial 1024: the peer had credit from the grant, but it may not have arrived
+    assert.equal(w.grow(0), 1024, 'ending exactly at a credit boundary is a stall')
+    w.receive(1000)
+    assert.equal(w.grow(0), 0, 'in the middle of the credit: no stall')
+  })
+
+  it('does not grow for a consumer that falls behind', () => {
+    const w = new ReceiveWindow(1024, 4096)
+    w.receive(1024)
+    assert.equal(w.grow(600), 0, 'more than half a window still buffered')
+    assert.equal(w.currentWindow, 1024)
+  })
+
+  it('stops at the maximum, and never grows without one', () => {
+    const w = new ReceiveWindow(1024, 3000)
+    w.receive(1024)
+    assert.equal(w.grow(0), 1024)
+    w.receive(1024)
+    assert.equal(w.grow(0), 952, 'capped at 3000')
+    w.receive(952)
+    assert.equal(w.grow(0), 0)
+    const fixed = new ReceiveWindow(1024)
+    fixed.receive(1024)
+    assert.equal(fixed.grow(0), 0)
+  })
+})
+
 describe('SendCredit', () => {
   const cases: Array<{
     name: string

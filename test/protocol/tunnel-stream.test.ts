@@ -237,6 +237,29 @@ describe('TunnelStream: receiving', () => {
   })
 })
 
+describe('TunnelStream: window auto-tuning', () => {
+  it('grants extra credit at once when the peer used all of it and the reader keeps up', async () => {
+    const host = new RecordingHost()
+    const stream = new TunnelStream(9, host, 1024, 1024, '$proxy/test', false, 4096)
+    stream.on('data', () => {}) // flowing, as a pipe is: data goes to the reader as it arrives
+    await settle()
+    stream.receiveData(Buffer.alloc(1024))
+    await settle()
+    assert.equal(stream.receiveWindowBytes, 2048)
+    assert.equal(host.granted, 1024 + 1024, 'the consumed bytes back, plus the growth')
+  })
+
+  it('keeps the window for a reader that is not reading', async () => {
+    const host = new RecordingHost()
+    const stream = new TunnelStream(9, host, 1024, 1024, '$proxy/test', false, 4096)
+    stream.pause()
+    stream.receiveData(Buffer.alloc(1024))
+    await settle()
+    assert.equal(stream.receiveWindowBytes, 1024)
+    assert.equal(host.granted, 0)
+  })
+})
+
 describe('TunnelStream: closing', () => {
   it('destroy(err) sends STOP_STREAM {error} and fails the pending write', async () => {
     const { host, stream } = streamWith(10)
