@@ -36,12 +36,16 @@ export class ReceiveWindow {
     return this.#window
   }
 
-  /** Records `bytes` arriving; false when the peer sent more than it was granted. */
-  receive(bytes: number): boolean {
+  /**
+   * Records `bytes` arriving; false when the peer sent more than it was granted. `unit`: the peer sends in
+   * indivisible units of about this size (datagrams), so credit left below it is as good as spent.
+   */
+  receive(bytes: number, unit = 1): boolean {
     this.#received += bytes
     const checkpoints = this.#checkpoints
     while (checkpoints.length > 0 && checkpoints[0]! < this.#received) checkpoints.shift()
-    this.#peerStalled = checkpoints[0] === this.#received
+    const next = checkpoints[0]
+    this.#peerStalled = next !== undefined && next - this.#received < Math.max(1, unit)
     if (this.#peerStalled) checkpoints.shift()
     return this.#received <= this.#allowance
   }

@@ -9,6 +9,9 @@ import type { StopStreamParams } from './messages.ts'
 /** Largest STREAM_DATA payload; well under the 1 MiB frame cap. */
 export const MAX_DATA_CHUNK_BYTES = 128 * 1024
 
+/** Datagram mode: bytes queued for the peer before senders start dropping (about 40 ms at 200 Mbit/s). */
+export const DATAGRAM_QUEUE_BYTES = 1024 * 1024
+
 /** What a stream needs from its session. */
 export interface StreamHost {
   sendData(streamId: number, data: Uint8Array): void
@@ -60,7 +63,12 @@ export class TunnelStream extends Duplex {
     /** How far the receive window may grow for a consumer that keeps up (see ReceiveWindow.grow). */
     maxRecvWindowBytes = recvWindowBytes,
   ) {
-    super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 })
+    super({
+      allowHalfOpen: true,
+      readableHighWaterMark: 64 * 1024,
+      // UDP senders drop rather than wait when this fills: hold a few ms of a fast flow across a credit round trip.
+      writableHighWaterMark: datagram ? DATAGRAM_QUEUE_BYTES : 64 * 1024,
+    })
     this.#host = host
     this.#credit = new SendCredit(sendWindowBytes)
     this.#sendWindowBytes = sendWindowBytes
@@ -75,7 +83,7 @@ export class TunnelStream extends Duplex {
   /** Session → stream: STREAM_DATA arrived. */
   receiveData(data: Uint8Array): void {
     if (this.destroyed || this.#remoteEnded) return
-    if (!this.#window.receive(data.length)) {
+    if (!this.#window.receive(data.length, this.datagram ? data.length : 1)) {
       this.destroy(new StreamAbortedError('peer sent more than its credit'))
       return
     }

@@ -125,8 +125,8 @@ async function openAfter(ready: PathSetup): Promise<number | undefined> {
 /** iperf3 -u at each offered rate through each way the path carries datagrams. */
 async function measureUdp(opts: MeasureOptions, ready: PathSetup, result: PathResult) {
   const { iperf3, settings: s } = opts
-  const rxBytes = async (id?: string) =>
-    id && ready.proxyStatus ? (await ready.proxyStatus(id).catch(() => undefined))?.rx_bytes : undefined
+  const status = async (id?: string) =>
+    id && ready.proxyStatus ? await ready.proxyStatus(id).catch(() => undefined) : undefined
   for (const { via, port, proxyId } of ready.udp ?? []) {
     const label = UDP_LABELS[via]
     for (const rate of s.udpRates) {
@@ -135,12 +135,17 @@ async function measureUdp(opts: MeasureOptions, ready: PathSetup, result: PathRe
       const w = s.udpSocketBuffer ? ` -w ${s.udpSocketBuffer}` : ''
       log(`${label}: iperf3 -u -b ${rate} -l ${s.udpDatagramBytes}${w} ${s.seconds}s client→server`)
       try {
-        const rxBefore = await rxBytes(proxyId)
+        const before = await status(proxyId)
         Object.assign(
           run,
           await iperfUdp(iperf3, port, rate, s.seconds, s.udpDatagramBytes, s.udpSocketBuffer),
         )
-        const rxAfter = await rxBytes(proxyId)
+        const after = await status(proxyId)
+        const rxBefore = before?.rx_bytes
+        const rxAfter = after?.rx_bytes
+        if (before?.dropped_datagrams !== undefined && after?.dropped_datagrams !== undefined) {
+          run.droppedAtRelay = after.dropped_datagrams - before.dropped_datagrams
+        }
         if (rxBefore !== undefined && rxAfter !== undefined && run.sentPackets) {
           run.relayRxBytes = rxAfter - rxBefore
           const sentBytes = run.sentPackets * s.udpDatagramBytes
@@ -150,7 +155,7 @@ async function measureUdp(opts: MeasureOptions, ready: PathSetup, result: PathRe
         const atRelay =
           run.lostBeforeRelayPercent === undefined
             ? ''
-            : ` (${run.lostBeforeRelayPercent.toFixed(2)} % never reached the relay's socket)`
+            : ` (${run.lostBeforeRelayPercent.toFixed(2)} % never reached the relay's socket, ${run.droppedAtRelay ?? '?'} dropped by the relay)`
         log(
           `${label}: ${run.receivedGbps?.toFixed(3)} Gbit/s received, loss ${run.lostPercent?.toFixed(2)} %${atRelay}, jitter ${jitter} ms`,
         )

@@ -66,6 +66,7 @@ export interface ProxyStatus {
   rx_bytes?: number
   tx_bytes?: number
   active_connections?: number
+  dropped_datagrams?: number
 }
 
 export interface UdpRun extends Partial<UdpThroughput> {
@@ -76,6 +77,8 @@ export interface UdpRun extends Partial<UdpThroughput> {
   relayRxBytes?: number
   /** Share of the datagrams iperf3 sent that never reached the relay's socket. */
   lostBeforeRelayPercent?: number
+  /** Datagrams the relay dropped because the tunnel was congested (its status dropped_datagrams delta). */
+  droppedAtRelay?: number
   error?: string
 }
 

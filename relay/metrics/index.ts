@@ -65,6 +65,11 @@ export default async function metricsPlugin(app: FastifyInstance, { hub, proxies
   )
   counter('tether_proxy_received_bytes_total', 'Bytes received from clients', (r) => r.status.rx_bytes)
   counter('tether_proxy_sent_bytes_total', 'Bytes sent to clients', (r) => r.status.tx_bytes)
+  counter(
+    'tether_proxy_dropped_datagrams_total',
+    'UDP datagrams dropped because the path was congested',
+    (r) => r.status.dropped_datagrams,
+  )
 
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', registry.contentType)

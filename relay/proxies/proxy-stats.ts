@@ -7,6 +7,8 @@ export class ProxyStats {
   rejected = 0
   rxBytes = 0
   txBytes = 0
+  /** UDP: datagrams dropped on the way to the target (congested tunnel, full queue), as a router would. */
+  droppedDatagrams = 0
   lastError?: { message: string; ts: number }
 
   /** Records a failure shown as `last_error`. */
@@ -31,6 +33,7 @@ export class ProxyStats {
       rejected_connections: this.rejected,
       rx_bytes: this.rxBytes + live.rx,
       tx_bytes: this.txBytes + live.tx,
+      dropped_datagrams: this.droppedDatagrams,
       ...(this.lastError ? { last_error: this.lastError } : {}),
     }
   }

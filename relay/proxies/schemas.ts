@@ -122,6 +122,7 @@ export const ProxyStatus = Type.Object({
   }),
   rx_bytes: Type.Integer({ description: 'bytes from clients' }),
   tx_bytes: Type.Integer({ description: 'bytes to clients' }),
+  dropped_datagrams: Type.Integer({ description: 'UDP: datagrams dropped because the path was congested' }),
   last_error: Type.Optional(Type.Object({ message: Type.String(), ts: Type.Integer() })),
 })
 export type ProxyStatus = Static<typeof ProxyStatus>

@@ -28,8 +28,6 @@ export class UdpListener implements ProxyListener {
   readonly #mappings = new Map<string, Mapping>()
   #profile: ProxyProfile
   #guard: SourceGuard
-  /** Datagrams dropped because a path was congested or a client's queue was full. */
-  dropped = 0
 
   constructor(
     profile: ProxyProfile,
@@ -142,10 +140,10 @@ export class UdpListener implements ProxyListener {
   #forward(mapping: Mapping, datagram: Buffer): void {
     if (!mapping.upstream) {
       if (mapping.pending.length < MAX_PENDING_DATAGRAMS) mapping.pending.push(datagram)
-      else this.dropped++
+      else this.stats.droppedDatagrams++
       return
     }
-    if (!mapping.upstream.send(datagram)) this.dropped++
+    if (!mapping.upstream.send(datagram)) this.stats.droppedDatagrams++
   }
 
   /** Ends `mapping`; a late close of an already replaced mapping must not remove its successor. */

@@ -131,6 +131,15 @@ describe('ReceiveWindow.grow (auto-tuning)', () => {
     assert.equal(w.grow(0), 0, 'in the middle of the credit: no stall')
   })
 
+  it('counts credit left below one datagram as spent for datagram senders', () => {
+    const w = new ReceiveWindow(1000, 4000)
+    w.receive(300, 300)
+    w.receive(300, 300)
+    assert.equal(w.grow(0), 0, '400 bytes of credit left: room for another datagram')
+    w.receive(300, 300)
+    assert.equal(w.grow(0), 1000, '100 bytes left cannot carry a 300-byte datagram: the peer waits')
+  })
+
   it('does not grow for a consumer that falls behind', () => {
     const w = new ReceiveWindow(1024, 4096)
     w.receive(1024)

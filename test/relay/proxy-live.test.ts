@@ -3,6 +3,8 @@
  * conflicts, source rules, bulk delete, roles, cross-field validation, metrics and the agent's allowlist.
  */
 import assert from 'node:assert/strict'
+import dgram from 'node:dgram'
+import { once } from 'node:events'
 import net from 'node:net'
 import { type TestContext, test } from 'node:test'
 import {
@@ -28,6 +30,7 @@ interface ProxyStatus {
   rejected_connections: number
   rx_bytes: number
   tx_bytes: number
+  dropped_datagrams: number
   last_error?: { message: string; ts: number }
 }
 
@@ -456,4 +459,46 @@ test("the device view shows the agent's allowlist and counts its refused dials",
   const after = await relay.api<Device>('GET', '/v1/users/admin/devices/gw')
   assert.deepEqual(after.body.agent?.allow, allow)
   assert.equal(after.body.agent?.refusals, 1)
+})
+
+test('UDP: a burst while the tunnel opens is queued up to a limit; every datagram is delivered or counted as dropped', async (t) => {
+  const target = dgram.createSocket('udp4')
+  target.bind(0, '127.0.0.1')
+  await once(target, 'listening')
+  t.after(() => target.close())
+  let delivered = 0
+  target.on('message', () => delivered++)
+  const targetPort = target.address().port
+  const { relay } = await tunnel(t, [`127.0.0.1:${targetPort}`])
+  const view = await create(relay, {
+    id: 'burst',
+    protocol: 'udp-iotmp',
+    enabled: true,
+    source: { port: 0, address: '127.0.0.1' },
+    target: { type: 'device', user: 'admin', device: 'gw', address: '127.0.0.1', port: targetPort },
+  })
+  const client = dgram.createSocket('udp4')
+  t.after(() => client.close())
+  const SENT = 2000
+  const SIZE = 8
+  // All sent before the first datagram's stream to the agent can open: the relay must queue or drop, not block.
+  await Promise.all(
+    Array.from({ length: SENT }, (_, i) => {
+      const datagram = Buffer.from(String(i).padStart(SIZE, '0'))
+      return new Promise<void>((resolve) =>
+        client.send(datagram, view.status.port!, '127.0.0.1', () => resolve()),
+      )
+    }),
+  )
+  let final: ProxyStatus | undefined
+  await eventually(
+    async () => {
+      final = await status(relay, 'burst')
+      return final.rx_bytes === SENT * SIZE && delivered + final.dropped_datagrams === SENT
+    },
+    10_000,
+    'every datagram delivered to the target or counted as dropped',
+  )
+  assert.ok(final!.dropped_datagrams > 0, 'a burst larger than the queue drops some')
+  assert.ok(delivered >= 64, 'the queued ones are delivered once the stream is open')
 })
