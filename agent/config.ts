@@ -1,7 +1,7 @@
 /** Agent configuration: one typebox schema with defaults, validated once at start and frozen. */
 import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
-import { DEFAULT_MAX_WINDOW_BYTES, DEFAULT_WINDOW_BYTES } from '../protocol/messages.ts'
+import { windowConfigFields } from '../protocol/window-config.ts'
 
 export const AgentConfig = Type.Object(
   {
@@ -33,18 +33,7 @@ export const AgentConfig = Type.Object(
       { default: 'info' },
     ),
     dialTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
-    windowBytes: Type.Integer({
-      minimum: 16 * 1024,
-      maximum: 16 * 1024 * 1024,
-      default: DEFAULT_WINDOW_BYTES,
-      description: 'per-stream receive window granted to the relay at first',
-    }),
-    maxWindowBytes: Type.Integer({
-      minimum: 16 * 1024,
-      maximum: 16 * 1024 * 1024,
-      default: DEFAULT_MAX_WINDOW_BYTES,
-      description: 'a stream whose consumer keeps up grows its window up to this (memory bound per stream)',
-    }),
+    ...windowConfigFields('the relay'),
     maskFrames: Type.Union([Type.Literal('auto'), Type.Boolean()], {
       default: 'auto',
       description: 'RFC 6455 masking; auto masks only plain ws to a non-loopback relay',

@@ -3,8 +3,7 @@ import { readFileSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { startAgent } from '../agent/agent.ts'
 import { stopOnSignals } from './signals.ts'
-
-const collect = (value: string, previous: string[] = []) => [...previous, ...value.split(',').filter(Boolean)]
+import { collectList, maxWindowOption, targetCaOption, windowConfig, windowOption } from './stream-options.ts'
 
 /** Builds the agent config object: file, then env, then flags. */
 export function agentConfigFrom(o: Record<string, unknown>): Record<string, unknown> {
@@ -21,8 +20,7 @@ export function agentConfigFrom(o: Record<string, unknown>): Record<string, unkn
     insecure: o.insecure,
     stateDir: o.stateDir,
     logLevel: o.logLevel,
-    windowBytes: o.window === undefined ? undefined : Number(o.window),
-    maxWindowBytes: o.maxWindow === undefined ? undefined : Number(o.maxWindow),
+    ...windowConfig(o),
   }
   const merged = { ...file }
   for (const [key, value] of Object.entries(fromFlags)) if (value !== undefined) merged[key] = value
@@ -43,32 +41,17 @@ export function agentCommand(): Command {
     .addOption(
       new Option('--allow <rules>', 'allowed targets, repeatable or comma-separated: host:port, CIDR:ports')
         .env('TETHER_ALLOW')
-        .argParser(collect),
+        .argParser(collectList),
     )
     .addOption(new Option('--ca <file>', 'PEM CA for the relay certificate').env('TETHER_CA'))
-    .addOption(
-      new Option(
-        '--target-ca <files>',
-        'PEM CAs trusted for TLS to local targets, repeatable or comma-separated',
-      )
-        .env('TETHER_TARGET_CA')
-        .argParser(collect),
-    )
+    .addOption(targetCaOption('local targets'))
     .addOption(new Option('--insecure', 'do not verify the relay certificate').env('TETHER_INSECURE'))
     .addOption(
       new Option('--state-dir <dir>', 'state directory (default ./agent-state)').env('TETHER_STATE_DIR'),
     )
     .addOption(new Option('--log-level <level>', 'pino level (default info)').env('TETHER_LOG_LEVEL'))
-    .addOption(
-      new Option('--window <bytes>', 'per-stream flow-control window at first (default 262144)').env(
-        'TETHER_WINDOW_BYTES',
-      ),
-    )
-    .addOption(
-      new Option('--max-window <bytes>', 'largest per-stream window after growth (default 4194304)').env(
-        'TETHER_MAX_WINDOW_BYTES',
-      ),
-    )
+    .addOption(windowOption())
+    .addOption(maxWindowOption())
     .action(async (o) => {
       const agent = await startAgent(agentConfigFrom(o))
       stopOnSignals(() => agent.stop())

@@ -4,6 +4,7 @@ import { Command, Option } from 'commander'
 import { startRelay } from '../relay/app.ts'
 import type { RelayConfig } from '../relay/config.ts'
 import { stopOnSignals } from './signals.ts'
+import { maxWindowOption, targetCaOption, windowConfig, windowOption } from './stream-options.ts'
 
 /** Prints the first-start admin password where the operator will see it. */
 export function printAdminBanner(username: string, password: string, generated: boolean): void {
@@ -24,8 +25,7 @@ export function relayConfigFrom(o: Record<string, unknown>): Partial<RelayConfig
     tlsCert: o.tlsCert,
     tlsKey: o.tlsKey,
     trustProxy: o.trustProxy ? true : undefined,
-    windowBytes: o.window === undefined ? undefined : Number(o.window),
-    maxWindowBytes: o.maxWindow === undefined ? undefined : Number(o.maxWindow),
+    ...windowConfig(o),
     targetCa: o.targetCa,
     adminPassword: process.env.TETHER_ADMIN_PASSWORD || undefined,
   }
@@ -54,25 +54,10 @@ export function relayCommand(): Command {
       .addOption(new Option('--log-level <level>', 'pino level (default info)').env('TETHER_LOG_LEVEL'))
       .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve https/wss').env('TETHER_TLS_CERT'))
       .addOption(new Option('--tls-key <file>', 'PEM private key').env('TETHER_TLS_KEY'))
-      .addOption(
-        new Option('--target-ca <files>', 'PEM CAs trusted for TLS to host/plugin targets, repeatable')
-          .env('TETHER_TARGET_CA')
-          .argParser((value: string, previous: string[] = []) => [
-            ...previous,
-            ...value.split(',').filter(Boolean),
-          ]),
-      )
+      .addOption(targetCaOption('host and plugin targets'))
       .addOption(new Option('--trust-proxy', 'client address from X-Forwarded-For').env('TETHER_TRUST_PROXY'))
-      .addOption(
-        new Option('--window <bytes>', 'per-stream flow-control window at first (default 262144)').env(
-          'TETHER_WINDOW_BYTES',
-        ),
-      )
-      .addOption(
-        new Option('--max-window <bytes>', 'largest per-stream window after growth (default 4194304)').env(
-          'TETHER_MAX_WINDOW_BYTES',
-        ),
-      )
+      .addOption(windowOption())
+      .addOption(maxWindowOption())
       .addHelpText('after', '\nFirst start creates user "admin"; TETHER_ADMIN_PASSWORD sets its password.')
       .action(async (o) => {
         const relay = await startRelay(relayConfigFrom(o), { onAdminCreated: printAdminBanner })

@@ -1,7 +1,7 @@
 /** Relay configuration: one typebox schema with defaults, validated once at start and frozen. */
 import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
-import { DEFAULT_MAX_WINDOW_BYTES, DEFAULT_WINDOW_BYTES } from '../protocol/messages.ts'
+import { windowConfigFields } from '../protocol/window-config.ts'
 
 export const RelayConfig = Type.Object(
   {
@@ -18,18 +18,7 @@ export const RelayConfig = Type.Object(
     accessTokenTtlSec: Type.Integer({ minimum: 1, default: 3600 }),
     refreshTokenTtlSec: Type.Integer({ minimum: 60, default: 30 * 24 * 3600 }),
     maxKeepAliveSec: Type.Integer({ minimum: 1, maximum: 1800, default: 1800 }),
-    windowBytes: Type.Integer({
-      minimum: 16 * 1024,
-      maximum: 16 * 1024 * 1024,
-      default: DEFAULT_WINDOW_BYTES,
-      description: 'per-stream receive window granted to agents at first',
-    }),
-    maxWindowBytes: Type.Integer({
-      minimum: 16 * 1024,
-      maximum: 16 * 1024 * 1024,
-      default: DEFAULT_MAX_WINDOW_BYTES,
-      description: 'a stream whose consumer keeps up grows its window up to this (memory bound per stream)',
-    }),
+    ...windowConfigFields('agents'),
     maxFrameBytes: Type.Integer({ minimum: 64 * 1024, maximum: 16 * 1024 * 1024, default: 1024 * 1024 }),
     trustProxy: Type.Boolean({ default: false, description: 'take the client address from X-Forwarded-For' }),
     plugins: Type.Record(

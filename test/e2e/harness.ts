@@ -129,6 +129,40 @@ export async function startTestAgent(
   return { agent, logs: lines }
 }
 
+/** A relay and an agent `gw` (owned by admin, allowing `allow`) that has connected to it. */
+export async function startTunnel(
+  t: TestContext,
+  allow: string[],
+  relayConfig: Partial<RelayConfig> = {},
+  agentConfig: Record<string, unknown> = {},
+): Promise<{ relay: TestRelay; agent: TestAgent }> {
+  const relay = await startTestRelay(t, relayConfig)
+  const credential = await createAgentDevice(relay, 'gw')
+  const agent = await startTestAgent(t, {
+    relay: relay.relay.iotmpUrl,
+    device: 'gw',
+    credential,
+    allow,
+    ...agentConfig,
+  })
+  await agent.agent.connected()
+  return { relay, agent }
+}
+
+/** The live `status` block of a proxy profile, as the API returns it. */
+export interface ProxyStatus {
+  listening: boolean
+  port?: number
+  error?: string
+  active_connections: number
+  total_connections: number
+  rejected_connections: number
+  rx_bytes: number
+  tx_bytes: number
+  dropped_datagrams: number
+  last_error?: { message: string; ts: number }
+}
+
 /** Creates a tcp-iotmp proxy on an OS-chosen port; returns the bound port. */
 export async function createTcpProxy(
   relay: TestRelay,

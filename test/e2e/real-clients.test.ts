@@ -15,13 +15,13 @@ import { type TestContext, test } from 'node:test'
 import tls from 'node:tls'
 import {
   connect,
-  createAgentDevice,
   createTcpProxy,
   eventually,
   freePort,
+  type ProxyStatus,
   readAll,
-  startTestAgent,
   startTestRelay,
+  startTunnel,
   type TestRelay,
   waitForLog,
 } from './harness.ts'
@@ -225,38 +225,6 @@ async function freeUdpPort(): Promise<number> {
 // ---------------------------------------------------------------------------------------------------------
 // Relay, agent, proxies
 
-/** Relay (with `relayConfig`) + agent `gw` allowing `allow`, connected. */
-async function tunnel(
-  t: TestContext,
-  allow: string[],
-  relayConfig: Record<string, unknown> = {},
-  agentConfig: Record<string, unknown> = {},
-) {
-  const relay = await startTestRelay(t, relayConfig)
-  const credential = await createAgentDevice(relay, 'gw')
-  const agent = await startTestAgent(t, {
-    relay: relay.relay.iotmpUrl,
-    device: 'gw',
-    credential,
-    allow,
-    ...agentConfig,
-  })
-  await agent.agent.connected()
-  return { relay, agent }
-}
-
-interface ProxyStatus {
-  listening: boolean
-  port?: number
-  error?: string
-  active_connections: number
-  total_connections: number
-  rejected_connections: number
-  rx_bytes: number
-  tx_bytes: number
-  last_error?: { message: string; ts: number }
-}
-
 /** Creates a profile (source 127.0.0.1:0 unless given); returns the bound port. */
 async function createProxy(relay: TestRelay, profile: Record<string, unknown>): Promise<number> {
   const res = await relay.api<{ status: ProxyStatus }>('POST', '/v1/server/proxies', {
@@ -325,7 +293,7 @@ test('PostgreSQL: psql runs queries through tcp-iotmp', TIMEOUT, async (t) => {
     (await run(tools.pg_isready!, ['-h', '127.0.0.1', '-p', String(port), '-t', '2'])).code === 0
   await ready(server, 'postgres', () => isReady(pgPort))
 
-  const { relay } = await tunnel(t, [`127.0.0.1:${pgPort}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${pgPort}`])
   const port = await createTcpProxy(relay, 'pg', { device: 'gw', address: '127.0.0.1', port: pgPort })
   assert.equal(await isReady(port), true, 'pg_isready through the proxy')
   const out = ok(
@@ -386,7 +354,7 @@ test('Redis: redis-cli and redis-benchmark through tcp-iotmp', TIMEOUT, async (t
     run(tools['redis-cli']!, ['-h', '127.0.0.1', '-p', String(port), ...args])
   await ready(server, 'redis-server', async () => (await cli(redisPort, 'ping')).stdout.trim() === 'PONG')
 
-  const { relay } = await tunnel(t, [`127.0.0.1:${redisPort}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${redisPort}`])
   const port = await createTcpProxy(relay, 'redis', { device: 'gw', address: '127.0.0.1', port: redisPort })
   assert.equal(ok(await cli(port, 'set', 'k', 'v'), 'redis-cli set').trim(), 'OK')
   assert.equal(ok(await cli(port, 'get', 'k'), 'redis-cli get').trim(), 'v')
@@ -448,7 +416,7 @@ test('OpenSSH: an ssh session to a loopback sshd through tcp-iotmp', TIMEOUT, as
   const server = box.spawn(tools.sshd!, ['-D', '-e', '-f', config])
   await ready(server, 'sshd', () => accepts(sshPort))
 
-  const { relay } = await tunnel(t, [`127.0.0.1:${sshPort}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${sshPort}`])
   const port = await createTcpProxy(relay, 'ssh', { device: 'gw', address: '127.0.0.1', port: sshPort })
   const session = await run(tools.ssh!, [
     '-F',
@@ -509,7 +477,7 @@ test('UDP: dig through udp and udp-iotmp reaches dnsmasq; idle mappings expire',
     ).trim()
   await ready(server, 'dnsmasq', async () => (await dig(dnsPort)) === '10.1.2.3')
 
-  const { relay } = await tunnel(t, [`127.0.0.1:${dnsPort}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${dnsPort}`])
 
   // udp: the relay itself sends the datagrams to the host target; default idle timeout (60 s).
   const udpPort = await createProxy(relay, {
@@ -576,7 +544,7 @@ test(
     })
     const tlsPort = (server.address() as AddressInfo).port
 
-    const { relay, agent } = await tunnel(t, [`127.0.0.1:${tlsPort}`])
+    const { relay, agent } = await startTunnel(t, [`127.0.0.1:${tlsPort}`])
     const open = await createTcpProxy(relay, 'tls-unverified', {
       device: 'gw',
       address: '127.0.0.1',
@@ -618,15 +586,14 @@ test(
   },
 )
 
-test('TLS target: openssl s_server reached with tls:true through tcp-iotmp', TIMEOUT, async (t) => {
-  const tools = requireTools(t, { openssl: 'openssl' })
-  if (!tools) return
-  const box = await sandbox(t, 'openssl')
-  const tlsPort = await freePort()
-  const server = box.spawn(tools.openssl!, [
+/** `openssl s_server -www` with the fixture certificate (localhost, 127.0.0.1) on a free port; returns it. */
+async function opensslServer(t: TestContext, openssl: string, name: string): Promise<number> {
+  const box = await sandbox(t, name)
+  const port = await freePort()
+  const server = box.spawn(openssl, [
     's_server',
     '-accept',
-    `127.0.0.1:${tlsPort}`,
+    `127.0.0.1:${port}`,
     '-cert',
     join(FIXTURES, 'localhost.crt'),
     '-key',
@@ -634,8 +601,15 @@ test('TLS target: openssl s_server reached with tls:true through tcp-iotmp', TIM
     '-www',
     '-quiet',
   ])
-  await ready(server, 'openssl s_server', () => accepts(tlsPort))
-  const { relay } = await tunnel(t, [`127.0.0.1:${tlsPort}`])
+  await ready(server, 'openssl s_server', () => accepts(port))
+  return port
+}
+
+test('TLS target: openssl s_server reached with tls:true through tcp-iotmp', TIMEOUT, async (t) => {
+  const tools = requireTools(t, { openssl: 'openssl' })
+  if (!tools) return
+  const tlsPort = await opensslServer(t, tools.openssl!, 'openssl')
+  const { relay } = await startTunnel(t, [`127.0.0.1:${tlsPort}`])
   const port = await createTcpProxy(relay, 's-server', {
     device: 'gw',
     address: '127.0.0.1',
@@ -657,23 +631,10 @@ test(
   async (t) => {
     const tools = requireTools(t, { openssl: 'openssl' })
     if (!tools) return
-    const box = await sandbox(t, 'openssl-verify')
-    const tlsPort = await freePort()
-    const server = box.spawn(tools.openssl!, [
-      's_server',
-      '-accept',
-      `127.0.0.1:${tlsPort}`,
-      '-cert',
-      join(FIXTURES, 'localhost.crt'),
-      '-key',
-      join(FIXTURES, 'localhost.key'),
-      '-www',
-      '-quiet',
-    ])
-    await ready(server, 'openssl s_server', () => accepts(tlsPort))
+    const tlsPort = await opensslServer(t, tools.openssl!, 'openssl-verify')
     // The fixture certificate (CN/SAN localhost, 127.0.0.1) is its own CA: trusting it is what a site CA does.
     const ca = [join(FIXTURES, 'localhost.crt')]
-    const { relay } = await tunnel(t, [`127.0.0.1:${tlsPort}`], { targetCa: ca }, { targetCa: ca })
+    const { relay } = await startTunnel(t, [`127.0.0.1:${tlsPort}`], { targetCa: ca }, { targetCa: ca })
     const fetchPage = async (port: number) => {
       const socket = await connect(port)
       const reply = readAll(socket)

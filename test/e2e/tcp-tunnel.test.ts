@@ -12,28 +12,13 @@ import {
   echoServer,
   freePort,
   readAll,
-  startTestAgent,
   startTestRelay,
+  startTunnel,
   tcpServer,
   waitForLog,
 } from './harness.ts'
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
-
-/** Relay + agent (allowing `allow`) connected; returns both. */
-async function tunnel(t: Parameters<typeof startTestRelay>[0], allow: string[], agentConfig = {}) {
-  const relay = await startTestRelay(t)
-  const credential = await createAgentDevice(relay, 'gw')
-  const agent = await startTestAgent(t, {
-    relay: relay.relay.iotmpUrl,
-    device: 'gw',
-    credential,
-    allow,
-    ...agentConfig,
-  })
-  await agent.agent.connected()
-  return { relay, agent }
-}
 
 /** Writes `data` to the socket in 1 MiB pieces respecting backpressure, then ends it. */
 async function writeAll(socket: net.Socket, data: Buffer): Promise<void> {
@@ -47,7 +32,7 @@ async function writeAll(socket: net.Socket, data: Buffer): Promise<void> {
 
 test('echo through TCP over IoTMP', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const port = await createTcpProxy(relay, 'echo', { device: 'gw', address: '127.0.0.1', port: target })
   const socket = await connect(port)
   const reply = readAll(socket)
@@ -59,7 +44,7 @@ test('echo through TCP over IoTMP', async (t) => {
 
 test('64 MiB of random bytes each way arrive intact (sha256)', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const port = await createTcpProxy(relay, 'bulk', { device: 'gw', address: '127.0.0.1', port: target })
   const sent = randomBytes(64 * 1024 * 1024)
   const socket = await connect(port)
@@ -77,7 +62,7 @@ test('64 MiB of random bytes each way arrive intact (sha256)', async (t) => {
 
 test('200 concurrent streams each get their own bytes back', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const port = await createTcpProxy(relay, 'many', { device: 'gw', address: '127.0.0.1', port: target })
   const results = await Promise.all(
     Array.from({ length: 200 }, async () => {
@@ -103,7 +88,7 @@ test('half-close: the client ends its side and still receives the whole reply', 
       socket.end(tail)
     })
   })
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const port = await createTcpProxy(relay, 'half', { device: 'gw', address: '127.0.0.1', port: target })
   const request = randomBytes(1024 * 1024)
   const socket = await connect(port)
@@ -117,7 +102,7 @@ test('half-close: the client ends its side and still receives the whole reply', 
 
 test('target refusing the connection: client closed, reason logged', async (t) => {
   const closedPort = await freePort()
-  const { relay } = await tunnel(t, [`127.0.0.1:${closedPort}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${closedPort}`])
   const port = await createTcpProxy(relay, 'refused', {
     device: 'gw',
     address: '127.0.0.1',
@@ -131,7 +116,7 @@ test('target refusing the connection: client closed, reason logged', async (t) =
 test('target not in the allowlist: client closed, nothing dialed, reason logged on both sides', async (t) => {
   let dialed = 0
   const target = await tcpServer(t, () => dialed++)
-  const { relay, agent } = await tunnel(t, ['127.0.0.1:1-1000'])
+  const { relay, agent } = await startTunnel(t, ['127.0.0.1:1-1000'])
   const port = await createTcpProxy(relay, 'denied', { device: 'gw', address: '127.0.0.1', port: target })
   const { data } = await readAll(await connect(port))
   assert.equal(data.length, 0)
@@ -143,7 +128,7 @@ test('target not in the allowlist: client closed, nothing dialed, reason logged 
 test('target that never completes the handshake: dial times out, client closed', async (t) => {
   // A TCP server that accepts but never answers the TLS ClientHello: the agent's TLS dial must time out.
   const target = await tcpServer(t, () => {})
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`], { dialTimeoutMs: 300 })
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`], {}, { dialTimeoutMs: 300 })
   const port = await createTcpProxy(relay, 'silent', {
     device: 'gw',
     address: '127.0.0.1',
@@ -175,7 +160,7 @@ test('TLS to the target with SNI and certificate verification', async (t) => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.after(() => server.close())
   const targetPort = (server.address() as net.AddressInfo).port
-  const { relay } = await tunnel(t, [`localhost:${targetPort}`])
+  const { relay } = await startTunnel(t, [`localhost:${targetPort}`])
 
   // verify: true with a certificate the agent cannot verify → refused
   const strict = await createTcpProxy(relay, 'tls-strict', {

@@ -9,30 +9,17 @@ import net from 'node:net'
 import { type TestContext, test } from 'node:test'
 import {
   connect,
-  createAgentDevice,
   echoServer,
   eventually,
   freePort,
   login,
+  type ProxyStatus,
   readAll,
-  startTestAgent,
   startTestRelay,
+  startTunnel,
   type TestRelay,
   tcpServer,
 } from '../e2e/harness.ts'
-
-interface ProxyStatus {
-  listening: boolean
-  port?: number
-  error?: string
-  active_connections: number
-  total_connections: number
-  rejected_connections: number
-  rx_bytes: number
-  tx_bytes: number
-  dropped_datagrams: number
-  last_error?: { message: string; ts: number }
-}
 
 interface ProxyView {
   id: string
@@ -45,15 +32,6 @@ interface ProxyView {
 
 interface ErrorBody {
   error: { code: string; message: string }
-}
-
-/** Relay + agent `gw` allowing `allow`, connected. */
-async function tunnel(t: TestContext, allow: string[], relayConfig: Record<string, unknown> = {}) {
-  const relay = await startTestRelay(t, relayConfig)
-  const credential = await createAgentDevice(relay, 'gw')
-  const agent = await startTestAgent(t, { relay: relay.relay.iotmpUrl, device: 'gw', credential, allow })
-  await agent.agent.connected()
-  return { relay, agent }
 }
 
 /** A tcp-iotmp profile to 127.0.0.1:targetPort behind agent `gw`, listening on 127.0.0.1:sourcePort. */
@@ -159,7 +137,7 @@ async function echoThrough(port: number, text: string): Promise<string> {
 
 test('disabling a profile (PUT enabled:false) closes its live connections and its listener', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const port = await freePort()
   const profile = iotmpProfile('live', port, target)
   await create(relay, profile)
@@ -187,7 +165,7 @@ test('disabling a profile (PUT enabled:false) closes its live connections and it
 test('PUT changing only the target keeps the listener and the live connection', async (t) => {
   const a = await taggedServer(t, 'A')
   const b = await taggedServer(t, 'B')
-  const { relay } = await tunnel(t, [`127.0.0.1:${a}`, `127.0.0.1:${b}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${a}`, `127.0.0.1:${b}`])
   const port = await freePort()
   const profile = iotmpProfile('retarget', port, a)
   await create(relay, profile)
@@ -211,7 +189,7 @@ test('PUT changing only the target keeps the listener and the live connection', 
 
 test('PUT that keeps source {port: 0} keeps the OS-chosen port and the live connection', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const profile = iotmpProfile('anyport', 0, target)
   const port = (await create(relay, profile)).status.port!
   const client = await connect(port)
@@ -224,7 +202,7 @@ test('PUT that keeps source {port: 0} keeps the OS-chosen port and the live conn
 
 test('PUT changing source.port moves the listener: old port refuses, new one works', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const oldPort = await freePort()
   await create(relay, iotmpProfile('mover', oldPort, target))
   assert.equal(await echoThrough(oldPort, 'before'), 'before')
@@ -239,7 +217,7 @@ test('PUT changing source.port moves the listener: old port refuses, new one wor
 
 test('port conflict between two profiles: 409 naming the port; the second is saved with status.error', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const port = await freePort()
   await create(relay, iotmpProfile('first', port, target))
   const res = await relay.api('POST', '/v1/server/proxies', iotmpProfile('second', port, target))
@@ -266,7 +244,7 @@ test('port conflict between two profiles: 409 naming the port; the second is sav
 
 test('source.allow refuses a client outside the CIDRs', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const view = await create(relay, iotmpProfile('allow', 0, target, { allow: ['10.0.0.0/8'] }))
   const port = view.status.port!
   assert.equal(await refusedClient(port), '', 'no bytes reach or leave a refused client')
@@ -283,7 +261,7 @@ test('source.allow refuses a client outside the CIDRs', async (t) => {
 
 test('maxConnections: 1 refuses a second concurrent client', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const view = await create(relay, iotmpProfile('max', 0, target, { maxConnections: 1 }))
   const port = view.status.port!
   const first = await connect(port)
@@ -415,7 +393,7 @@ test('cross-field validation errors are 400 and name the field', async (t) => {
 
 test('GET /metrics exposes per-proxy counters that match the status', async (t) => {
   const target = await echoServer(t)
-  const { relay } = await tunnel(t, [`127.0.0.1:${target}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${target}`])
   const port = (await create(relay, iotmpProfile('metered', 0, target))).status.port!
   assert.equal(await echoThrough(port, 'one'), 'one')
   assert.equal(await echoThrough(port, 'two'), 'two')
@@ -443,7 +421,7 @@ test("the device view shows the agent's allowlist and counts its refused dials",
   const target = await echoServer(t)
   const forbidden = await freePort()
   const allow = [`127.0.0.1:${target}`, 'localhost:22']
-  const { relay } = await tunnel(t, allow)
+  const { relay } = await startTunnel(t, allow)
   type Device = { agent?: { allow: string[]; refusals: number } }
   const before = await relay.api<Device>('GET', '/v1/users/admin/devices/gw')
   assert.equal(before.status, 200)
@@ -469,7 +447,7 @@ test('UDP: a burst while the tunnel opens is queued up to a limit; every datagra
   let delivered = 0
   target.on('message', () => delivered++)
   const targetPort = target.address().port
-  const { relay } = await tunnel(t, [`127.0.0.1:${targetPort}`])
+  const { relay } = await startTunnel(t, [`127.0.0.1:${targetPort}`])
   const view = await create(relay, {
     id: 'burst',
     protocol: 'udp-iotmp',
