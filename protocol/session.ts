@@ -1,7 +1,8 @@
 /**
- * One IoTMP link over a MessageChannel: CONNECT handshake, request/response correlation, keep-alive
- * deadline and multiplexed TunnelStreams. Both the relay and the agent run this class; `role` decides
- * stream id parity (relay even, agent odd) and who answers CONNECT.
+ * One IoTMP link over a MessageChannel: CONNECT handshake, frame dispatch, RUN/DESCRIBE, and lifecycle.
+ * Request correlation (pending-requests.ts), the keep-alive deadline (dead-link-timer.ts) and the streams
+ * (stream-table.ts) are its parts. Both the relay and the agent run this class; `role` decides stream id
+ * parity (relay even, agent odd) and who answers CONNECT.
  */
 import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
@@ -9,6 +10,7 @@ import { Compile } from 'typebox/compile'
 import type { MessageChannel } from './channel.ts'
 import { decodeFrame } from './codec/decode.ts'
 import { encodeMessage, encodeStreamData, encodeStreamDataHeader } from './codec/encode.ts'
+import { DeadLinkTimer } from './dead-link-timer.ts'
 import { protocolError, RemoteError, TetherProtocolError } from './errors.ts'
 import {
   ConnectOkParams,
@@ -20,93 +22,35 @@ import {
   DEFAULT_WINDOW_BYTES,
   DIAL_TIMEOUT_MS,
   ErrorParams,
-  KEEP_ALIVE_GRACE,
   MAX_FRAME_BYTES,
-  MAX_WINDOW_BYTES,
   type Message,
   MessageType,
   messageTypeName,
   PROTOCOL_VERSION,
   StartStreamOkParams,
-  StartStreamParams,
-  StopStreamParams,
+  type StartStreamParams,
   WireErrorCode,
 } from './messages.ts'
-import { TunnelStream } from './tunnel-stream.ts'
+import { PendingRequests } from './pending-requests.ts'
+import {
+  CHANNEL_HIGH_WATER_BYTES,
+  CloseCode,
+  type CloseInfo,
+  CONNECT_WAIT_MS,
+  type ConnectRequest,
+  type Role,
+  type SessionOptions,
+} from './session-types.ts'
+import { StreamTable } from './stream-table.ts'
+import type { TunnelStream } from './tunnel-stream.ts'
+
+export * from './session-types.ts'
 
 const checkConnectParams = Compile(ConnectParams)
 const checkConnectPayload = Compile(ConnectPayload)
 const checkConnectOk = Compile(ConnectOkParams)
-const checkStartStream = Compile(StartStreamParams)
 const checkStartStreamOk = Compile(StartStreamOkParams)
-const checkStopStream = Compile(StopStreamParams)
 const checkError = Compile(ErrorParams)
-
-/** Channel bytes queued above which streams wait for drain (DESIGN.md: the session watches bufferedAmount). */
-export const CHANNEL_HIGH_WATER_BYTES = 2 * 1024 * 1024
-/** How long the relay waits for CONNECT after the socket opens. */
-export const CONNECT_WAIT_MS = 10_000
-
-/** WebSocket close codes used when a session ends the link. */
-export const CloseCode = { NORMAL: 1000, PROTOCOL: 1002, POLICY: 1008, TOO_BIG: 1009, DEAD: 4000 } as const
-
-export type Role = 'relay' | 'agent'
-
-/** CONNECT as the relay sees it. */
-export interface ConnectRequest {
-  user: string
-  device: string
-  credential: string
-  params: ConnectParams
-}
-
-/** An inbound START_STREAM waiting for the handler's decision. */
-export interface InboundStreamRequest {
-  id: number
-  resource: string
-  params: StartStreamParams
-  /** Answers OK and returns the open stream. */
-  accept(): TunnelStream
-  /** Answers ERROR {code, message}. */
-  reject(code: number, message: string): void
-}
-
-export interface SessionOptions {
-  role: Role
-  logger: Logger
-  maxFrameBytes?: number
-  /** Receive window this side grants per stream at first, bytes (default 256 KiB). */
-  windowBytes?: number
-  /** How far a stream's receive window may grow for a consumer that keeps up (default 4 MiB). */
-  maxWindowBytes?: number
-  requestTimeoutMs?: number
-  /** Relay: checks CONNECT and returns the OK params; throw a TetherProtocolError to refuse. */
-  authenticate?: (req: ConnectRequest) => Promise<ConnectOkParams>
-  /** RUN handler; the resolved value is the OK payload. */
-  onRun?: (
-    resource: string,
-    payload: unknown,
-    params: Record<string, unknown> | undefined,
-  ) => Promise<unknown>
-  onStartStream?: (req: InboundStreamRequest) => void
-  onDescribe?: () => unknown
-}
-
-/** Why and how a session ended. */
-export interface CloseInfo {
-  reason: string
-  /** Wire error code when an ERROR ended the link (ours or the peer's). */
-  wireCode?: number
-  by: 'local' | 'remote'
-}
-
-interface Pending {
-  resolve(msg: Message): void
-  reject(err: Error): void
-  timer: NodeJS.Timeout
-  /** Runs synchronously on OK, before any later frame is handled (opens streams without a race). */
-  onOk?: (msg: Message) => void
-}
 
 type State = 'connecting' | 'open' | 'closed'
 
@@ -123,17 +67,12 @@ export class Session extends EventEmitter {
   readonly #channel: MessageChannel
   readonly #opts: SessionOptions
   readonly #maxFrame: number
-  readonly #window: number
-  readonly #maxWindow: number
   #state: State = 'connecting'
   #nextId: number
-  readonly #pending = new Map<number, Pending>()
-  readonly #streams = new Map<number, TunnelStream>()
-  readonly #reserved = new Set<number>()
-  readonly #drainWaiters: Array<() => void> = []
+  readonly #pending = new PendingRequests()
+  readonly #streams: StreamTable
   #keepAliveSec = DEFAULT_KEEP_ALIVE_SEC
-  #lastInbound = Date.now()
-  #deadlineTimer?: NodeJS.Timeout
+  readonly #deadLink = new DeadLinkTimer((reason) => this.#linkDead(reason))
   #pingTimer?: NodeJS.Timeout
   #connectTimer?: NodeJS.Timeout
   #peerMaxFrame = MAX_FRAME_BYTES
@@ -147,11 +86,23 @@ export class Session extends EventEmitter {
     this.#channel = channel
     this.#opts = opts
     this.#maxFrame = opts.maxFrameBytes ?? MAX_FRAME_BYTES
-    this.#window = opts.windowBytes ?? DEFAULT_WINDOW_BYTES
-    this.#maxWindow = Math.max(this.#window, opts.maxWindowBytes ?? DEFAULT_MAX_WINDOW_BYTES)
+    const windowBytes = opts.windowBytes ?? DEFAULT_WINDOW_BYTES
+    const maxWindowBytes = Math.max(windowBytes, opts.maxWindowBytes ?? DEFAULT_MAX_WINDOW_BYTES)
+    this.#streams = new StreamTable(
+      {
+        send: (msg) => this.#send(msg),
+        sendData: (id, data) => this.#sendData(id, data),
+        writable: () => this.#channel.bufferedAmount < CHANNEL_HIGH_WATER_BYTES,
+        // STREAM_DATA header is at most 12 bytes: fixarray, type, uint32 id, nil, bin32 length.
+        maxDataBytes: () => this.#peerMaxFrame - 16,
+        isClosed: () => this.#state === 'closed',
+      },
+      windowBytes,
+      maxWindowBytes,
+    )
     this.#nextId = opts.role === 'relay' ? 2 : 1
     channel.on('frame', (frame: Buffer) => this.#onFrame(frame))
-    channel.on('drain', () => this.#flushDrainWaiters())
+    channel.on('drain', () => this.#streams.flushDrainWaiters())
     channel.on('close', (code: number, reason: string) =>
       this.#teardown({ reason: reason || `channel closed (${code})`, by: 'remote' }),
     )
@@ -187,7 +138,7 @@ export class Session extends EventEmitter {
       {
         type: MessageType.CONNECT,
         streamId: this.#allocateId(),
-        params: { pv: PROTOCOL_VERSION, ka: keepAliveSec, agent, window: this.#window },
+        params: { pv: PROTOCOL_VERSION, ka: keepAliveSec, agent, window: this.#streams.windowBytes },
         payload: [user, device, credential],
       },
       DEFAULT_REQUEST_TIMEOUT_MS,
@@ -235,11 +186,16 @@ export class Session extends EventEmitter {
     const id = this.#allocateId()
     let stream: TunnelStream | undefined
     await this.#request(
-      { type: MessageType.START_STREAM, streamId: id, resource, params: { ...params, window: this.#window } },
+      {
+        type: MessageType.START_STREAM,
+        streamId: id,
+        resource,
+        params: { ...params, window: this.#streams.windowBytes },
+      },
       DIAL_TIMEOUT_MS + 5000,
       (ok) => {
         const sendWindow = checkStartStreamOk.Check(ok.params) ? (ok.params as { window: number }).window : 0
-        stream = this.#addStream(id, sendWindow, resource, params.protocol === 'udp')
+        stream = this.#streams.add(id, sendWindow, resource, params.protocol === 'udp')
       },
     )
     return stream!
@@ -268,7 +224,7 @@ export class Session extends EventEmitter {
   #onFrame(frame: Buffer): void {
     if (this.#state === 'closed') return
     this.rxBytes += frame.length
-    this.#lastInbound = Date.now()
+    this.#deadLink.touch()
     let msg: Message
     try {
       msg = decodeFrame(frame, this.#maxFrame)
@@ -310,9 +266,9 @@ export class Session extends EventEmitter {
     }
     switch (msg.type) {
       case MessageType.STREAM_DATA:
-        return this.#onStreamData(msg)
+        return this.#streams.onData(msg)
       case MessageType.STREAM_CREDIT:
-        return this.#onStreamCredit(msg)
+        return this.#streams.onCredit(msg)
       case MessageType.OK:
       case MessageType.ERROR:
         return this.#onReply(msg)
@@ -321,9 +277,9 @@ export class Session extends EventEmitter {
         if (this.role === 'relay') this.#send({ type: MessageType.KEEP_ALIVE, streamId: 0 })
         return
       case MessageType.START_STREAM:
-        return this.#onStartStream(msg)
+        return this.#streams.onStart(msg, this.role, this.#opts.onStartStream)
       case MessageType.STOP_STREAM:
-        return this.#onStopStream(msg)
+        return this.#streams.onStop(msg)
       case MessageType.RUN:
         return this.#onRun(msg)
       case MessageType.DESCRIBE:
@@ -386,90 +342,17 @@ export class Session extends EventEmitter {
   }
 
   #onReply(msg: Message): void {
-    const pending = this.#pending.get(msg.streamId)
-    if (!pending) {
-      if (msg.type === MessageType.ERROR && msg.streamId === 0) {
-        // Link-level ERROR (replaced, protocol fault): remember it for the close that follows.
-        const p = checkError.Check(msg.params) ? (msg.params as ErrorParams) : undefined
-        this.#channel.close(CloseCode.NORMAL, p?.message ?? 'peer error')
-        this.#teardown({ reason: p?.message ?? 'peer sent ERROR', wireCode: p?.code, by: 'remote' })
-      }
-      return // a late reply to a request that already timed out
-    }
-    this.#pending.delete(msg.streamId)
-    clearTimeout(pending.timer)
-    if (msg.type === MessageType.OK) {
-      pending.onOk?.(msg)
-      pending.resolve(msg)
-      return
-    }
-    const p = checkError.Check(msg.params)
-      ? (msg.params as ErrorParams)
-      : { code: WireErrorCode.HANDLER_FAILED, message: 'peer answered ERROR' }
-    pending.reject(new RemoteError(p.code, p.message))
-  }
-
-  #onStartStream(msg: Message): void {
-    const id = msg.streamId
-    if (id === 0 || id % 2 === (this.role === 'relay' ? 0 : 1)) {
-      throw protocolError('TETHER_ERR_PROTOCOL', `stream id ${id} has the wrong parity for the peer`)
-    }
-    if (this.#streams.has(id) || this.#reserved.has(id)) {
-      throw protocolError('TETHER_ERR_PROTOCOL', `stream id ${id} is already in use`)
-    }
-    const handler = this.#opts.onStartStream
-    if (!checkStartStream.Check(msg.params)) {
-      return this.#replyError(id, WireErrorCode.BAD_ENCODING, 'START_STREAM params are malformed')
-    }
-    if (!handler) return this.#replyError(id, WireErrorCode.UNKNOWN_RESOURCE, 'this side accepts no streams')
-    const params = msg.params as StartStreamParams
-    this.#reserved.add(id)
-    let answered = false
-    const answer = () => {
-      if (answered) throw new Error(`stream ${id} was already answered`)
-      answered = true
-      this.#reserved.delete(id)
-    }
-    handler({
-      id,
-      resource: msg.resource ?? '',
-      params,
-      accept: () => {
-        answer()
-        if (this.#state === 'closed')
-          throw protocolError('TETHER_ERR_LINK_CLOSED', 'before the stream opened')
-        const stream = this.#addStream(id, params.window, msg.resource ?? '', params.protocol === 'udp')
-        this.#send({ type: MessageType.OK, streamId: id, params: { window: this.#window } })
-        return stream
-      },
-      reject: (code, message) => {
-        answer()
-        this.#replyError(id, code, message)
-      },
+    const settled = this.#pending.settle(msg, msg.type === MessageType.OK, () => {
+      const p = checkError.Check(msg.params)
+        ? (msg.params as ErrorParams)
+        : { code: WireErrorCode.HANDLER_FAILED, message: 'peer answered ERROR' }
+      return new RemoteError(p.code, p.message)
     })
-  }
-
-  #onStopStream(msg: Message): void {
-    const stream = this.#streams.get(msg.streamId)
-    if (!stream) return // already closed on this side
-    const params = checkStopStream.Check(msg.params ?? {}) ? ((msg.params ?? {}) as StopStreamParams) : {}
-    stream.receiveStop(params)
-  }
-
-  #onStreamData(msg: Message): void {
-    const stream = this.#streams.get(msg.streamId)
-    if (!(msg.payload instanceof Uint8Array)) {
-      throw protocolError('TETHER_ERR_BAD_ENCODING', 'STREAM_DATA payload must be binary')
-    }
-    stream?.receiveData(msg.payload)
-  }
-
-  #onStreamCredit(msg: Message): void {
-    const bytes = msg.payload
-    if (typeof bytes !== 'number' || !Number.isInteger(bytes) || bytes <= 0 || bytes > MAX_WINDOW_BYTES) {
-      throw protocolError('TETHER_ERR_BAD_ENCODING', 'STREAM_CREDIT payload must be a positive byte count')
-    }
-    this.#streams.get(msg.streamId)?.receiveCredit(bytes)
+    // Unmatched: a late reply to a request that timed out, or a link-level ERROR (replaced, protocol fault).
+    if (settled || msg.type !== MessageType.ERROR || msg.streamId !== 0) return
+    const p = checkError.Check(msg.params) ? (msg.params as ErrorParams) : undefined
+    this.#channel.close(CloseCode.NORMAL, p?.message ?? 'peer error')
+    this.#teardown({ reason: p?.message ?? 'peer sent ERROR', wireCode: p?.code, by: 'remote' })
   }
 
   #onRun(msg: Message): void {
@@ -521,6 +404,14 @@ export class Session extends EventEmitter {
     this.#channel.send(frame)
   }
 
+  #sendData(id: number, data: Uint8Array): void {
+    if (this.#state === 'closed') return
+    if (!this.#channel.sendParts) return this.#write(encodeStreamData(id, data))
+    const head = encodeStreamDataHeader(id, data.length)
+    this.txBytes += head.length + data.length
+    this.#channel.sendParts(head, data)
+  }
+
   #replyError(streamId: number, code: number, message: string): void {
     this.#send({ type: MessageType.ERROR, streamId, params: { code, message } })
   }
@@ -529,26 +420,13 @@ export class Session extends EventEmitter {
     if (this.#state === 'closed') {
       return Promise.reject(protocolError('TETHER_ERR_LINK_CLOSED', this.#closeInfo?.reason ?? 'closed'))
     }
-    return new Promise<Message>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(msg.streamId)
-        reject(
-          protocolError(
-            'TETHER_ERR_REQUEST_TIMEOUT',
-            `${messageTypeName(msg.type)} ${msg.resource ?? ''}`,
-            timeoutMs,
-          ),
-        )
-      }, timeoutMs)
-      this.#pending.set(msg.streamId, { resolve, reject, timer, onOk })
-      try {
-        this.#send(msg)
-      } catch (err) {
-        clearTimeout(timer)
-        this.#pending.delete(msg.streamId)
-        reject(err)
-      }
-    })
+    const onTimeout = () =>
+      protocolError(
+        'TETHER_ERR_REQUEST_TIMEOUT',
+        `${messageTypeName(msg.type)} ${msg.resource ?? ''}`,
+        timeoutMs,
+      )
+    return this.#pending.wait(msg.streamId, timeoutMs, onTimeout, () => this.#send(msg), onOk)
   }
 
   #allocateId(): number {
@@ -560,78 +438,23 @@ export class Session extends EventEmitter {
     }
   }
 
-  #addStream(id: number, sendWindow: number, resource: string, datagram: boolean): TunnelStream {
-    const stream = new TunnelStream(
-      id,
-      this.#streamHost,
-      sendWindow,
-      this.#window,
-      resource,
-      datagram,
-      this.#maxWindow,
-    )
-    this.#streams.set(id, stream)
-    return stream
-  }
-
-  readonly #streamHost = {
-    sendData: (id: number, data: Uint8Array) => {
-      if (this.#state === 'closed') return
-      if (!this.#channel.sendParts) return this.#write(encodeStreamData(id, data))
-      const head = encodeStreamDataHeader(id, data.length)
-      this.txBytes += head.length + data.length
-      this.#channel.sendParts(head, data)
-    },
-    sendCredit: (id: number, bytes: number) =>
-      this.#send({ type: MessageType.STREAM_CREDIT, streamId: id, payload: bytes }),
-    sendStop: (id: number, params: StopStreamParams) =>
-      this.#send({ type: MessageType.STOP_STREAM, streamId: id, params }),
-    writable: () => this.#channel.bufferedAmount < CHANNEL_HIGH_WATER_BYTES,
-    // STREAM_DATA header is at most 12 bytes: fixarray, type, uint32 id, nil, bin32 length.
-    maxDataBytes: () => this.#peerMaxFrame - 16,
-    whenWritable: (cb: () => void) => {
-      this.#drainWaiters.push(cb)
-    },
-    streamClosed: (id: number) => {
-      this.#streams.delete(id)
-    },
-  }
-
-  #flushDrainWaiters(): void {
-    const waiters = this.#drainWaiters.splice(0)
-    for (const cb of waiters) cb()
-  }
-
   // ---- lifecycle -------------------------------------------------------------------------------------
 
   #open(keepAliveSec: number): void {
     this.#state = 'open'
     this.connectedAt = Date.now()
     this.#keepAliveSec = keepAliveSec
-    this.#lastInbound = Date.now()
-    this.#armDeadline()
+    this.#deadLink.start(keepAliveSec)
   }
 
-  /** IoTMP: the link is dead after ka * 1.15 s with no inbound message; catches half-open TCP links. */
-  #armDeadline(): void {
-    const deadlineMs = this.#keepAliveSec * 1000 * KEEP_ALIVE_GRACE
-    const remaining = this.#lastInbound + deadlineMs - Date.now()
-    this.#deadlineTimer = setTimeout(
-      () => {
-        if (this.#state === 'closed') return
-        if (Date.now() - this.#lastInbound >= deadlineMs) {
-          const reason = `no message for ${(deadlineMs / 1000).toFixed(2)} s (keep-alive ${this.#keepAliveSec} s)`
-          this.log.warn(`link dead: ${reason}`)
-          const ws = this.#channel as { terminate?: () => void }
-          if (ws.terminate) ws.terminate()
-          else this.#channel.close(CloseCode.DEAD, 'keep-alive timeout')
-          this.#teardown({ reason, by: 'local' })
-          return
-        }
-        this.#armDeadline()
-      },
-      Math.max(remaining, 10),
-    )
+  /** The dead-link deadline passed: drop the link without the close handshake, which could never complete. */
+  #linkDead(reason: string): void {
+    if (this.#state === 'closed') return
+    this.log.warn(`link dead: ${reason}`)
+    const ws = this.#channel as { terminate?: () => void }
+    if (ws.terminate) ws.terminate()
+    else this.#channel.close(CloseCode.DEAD, 'keep-alive timeout')
+    this.#teardown({ reason, by: 'local' })
   }
 
   #teardown(info: CloseInfo): void {
@@ -639,17 +462,11 @@ export class Session extends EventEmitter {
     this.#state = 'closed'
     this.#closeInfo = info
     clearTimeout(this.#connectTimer)
-    clearTimeout(this.#deadlineTimer)
+    this.#deadLink.stop()
     clearInterval(this.#pingTimer)
     const err = protocolError('TETHER_ERR_LINK_CLOSED', info.reason)
-    for (const [, p] of this.#pending) {
-      clearTimeout(p.timer)
-      p.reject(info.wireCode ? new RemoteError(info.wireCode, info.reason) : err)
-    }
-    this.#pending.clear()
-    for (const stream of [...this.#streams.values()]) stream.linkLost(info.reason)
-    this.#streams.clear()
-    this.#flushDrainWaiters()
+    this.#pending.rejectAll(info.wireCode ? new RemoteError(info.wireCode, info.reason) : err)
+    this.#streams.linkLost(info.reason)
     this.emit('close', info)
   }
 }
