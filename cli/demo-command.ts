@@ -81,7 +81,7 @@ export function demoCommand(): Command {
           'Tether demo is running (Ctrl-C to stop):',
           `  relay API        ${relay.url}   (user admin, password ${password})`,
           `  agent link       ${relay.iotmpUrl}   device admin/demo-gateway, connected`,
-          `  LAN web server   http://127.0.0.1:${lanPort}   (reachable only by the agent's allowlist)`,
+          `  LAN web server   http://127.0.0.1:${lanPort}   (stands in for a device on the gateway's LAN)`,
           `  through Tether   http://127.0.0.1:${proxy.status.port}/   ← open this: TCP over IoTMP via the agent`,
           '',
           `  try: curl http://127.0.0.1:${proxy.status.port}/hello`,

@@ -1,6 +1,7 @@
 /** `tether proxy add|list|show|enable|disable|rm`: manage proxy profiles (admin). */
 import { Command, Option } from 'commander'
 import { api, printTable, withAdminOptions } from './admin-client.ts'
+import { collectList } from './stream-options.ts'
 
 /** Splits `host:port` (IPv6 in brackets). */
 function hostPort(value: string): { address: string; port: number } {
@@ -16,15 +17,28 @@ function ownerDevice(value: string): { user: string; device: string } {
   return { user, device }
 }
 
-const list = (value: string, previous: string[] = []) => [...previous, ...value.split(',').filter(Boolean)]
-
 type Profile = Record<string, unknown> & {
   id: string
   protocol: string
   enabled: boolean
   source: { port: number }
   target: { type: string; user?: string; device?: string; address?: string; plugin?: string; port: number }
-  status: { listening: boolean; port?: number; active_connections: number; error?: string }
+  status: {
+    listening: boolean
+    port?: number
+    active_connections: number
+    total_connections: number
+    error?: string
+    last_error?: { message: string; ts: number }
+  }
+}
+
+/** The listen error, else the last connection error with its local time, for the list's last column. */
+function lastError(status: Profile['status']): string {
+  if (status.error) return status.error
+  if (!status.last_error) return ''
+  const at = new Date(status.last_error.ts).toLocaleTimeString()
+  return `${at} ${status.last_error.message}`
 }
 
 /** Builds the target from `--device`, `--host` or `--plugin`. */
@@ -67,7 +81,7 @@ export function proxyCommand(): Command {
         .option('--host <host:port>', 'target reachable from the relay')
         .option('--plugin <name:port>', 'a plugin configured on the relay')
         .option('--bind <address>', 'relay bind address', '0.0.0.0')
-        .option('--allow <cidrs>', 'client CIDRs allowed to connect (repeatable, comma lists)', list)
+        .option('--allow <cidrs>', 'client CIDRs allowed to connect (repeatable, comma lists)', collectList)
         .option('--max-connections <n>', 'concurrent connections (UDP: client mappings)')
         .option('--idle-timeout <sec>', 'UDP: idle client mappings expire after this many seconds')
         .option('--tls', 'connect to the target with TLS (SNI from the target host)')
@@ -113,17 +127,21 @@ export function proxyCommand(): Command {
                 : p.target.type === 'plugin'
                   ? `plugin ${p.target.plugin}:${p.target.port}`
                   : `${p.target.address}:${p.target.port}`,
-            state: p.status.error ?? (p.status.listening ? 'listening' : 'stopped'),
+            state: p.status.error ? 'error' : p.status.listening ? 'listening' : 'stopped',
             active: p.status.active_connections,
+            total: p.status.total_connections,
+            'last error': lastError(p.status),
           })),
-          ['id', 'protocol', 'port', 'target', 'enabled', 'state', 'active'],
+          ['id', 'protocol', 'port', 'target', 'enabled', 'state', 'active', 'total', 'last error'],
         )
       },
     ),
   )
   cmd.addCommand(
     withAdminOptions(
-      new Command('show').description('print a profile and its status as JSON').argument('<id>'),
+      new Command('show')
+        .description('print a profile and its status as JSON')
+        .argument('<id>', 'profile id'),
     ).action(async (id: string, o) => {
       process.stdout.write(`${JSON.stringify(await api(o, 'GET', `/v1/server/proxies/${id}`), null, 2)}\n`)
     }),
@@ -135,7 +153,11 @@ export function proxyCommand(): Command {
     cmd.addCommand(
       withAdminOptions(
         new Command(name)
-          .description(`${name} a proxy (disabling closes its live connections)`)
+          .description(
+            enabled
+              ? 'enable a proxy: open its listener'
+              : 'disable a proxy: close its listener and live connections',
+          )
           .argument('<id>', 'profile id'),
       ).action(async (id: string, o) => {
         const { status: _status, ...profile } = await api<Profile>(o, 'GET', `/v1/server/proxies/${id}`)

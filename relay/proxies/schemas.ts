@@ -31,8 +31,7 @@ export const ProxySource = Type.Object(
       Type.Integer({
         minimum: 1,
         maximum: 86400,
-        default: 60,
-        description: 'UDP: idle client mappings expire',
+        description: 'UDP: idle client mappings expire after this many seconds (default 60)',
       }),
     ),
   },

@@ -93,7 +93,32 @@ test('login, device add/list/rm and proxy add/list/rm against a running relay', 
     new RegExp(`echo\\s+tcp-iotmp\\s+${port}\\s+admin/gw1 127\\.0\\.0\\.1:${target}\\s+true\\s+listening`),
   )
 
-  assert.equal((await tether(['proxy', 'rm', 'echo'], env)).code, 0)
+  // A target outside the agent's allowlist: the refusal shows in the list's last-error column.
+  const refused = await tether(
+    [
+      'proxy',
+      'add',
+      'denied',
+      '--device',
+      'admin/gw1',
+      '--target',
+      '127.0.0.1:9',
+      '--port',
+      '0',
+      '--bind',
+      '127.0.0.1',
+    ],
+    env,
+  )
+  const deniedPort = Number(/listening on port (\d+)/.exec(refused.stdout)?.[1])
+  const denied = await connect(deniedPort)
+  assert.equal((await readAll(denied)).data.length, 0)
+  assert.match(
+    (await tether(['proxy', 'list'], env)).stdout,
+    /denied\s+tcp-iotmp.*listening\s+0\s+1\s+\S+.*127\.0\.0\.1:9 is not in the agent's allowlist/,
+  )
+
+  assert.equal((await tether(['proxy', 'rm', 'echo', 'denied'], env)).code, 0)
   assert.equal((await tether(['device', 'rm', 'gw1'], env)).code, 0)
   const gone = await tether(['device', 'rm', 'gw1'], env)
   assert.equal(gone.code, 1)
