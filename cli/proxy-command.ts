@@ -174,7 +174,7 @@ export function proxyCommand(): Command {
         ids,
       })
       for (const id of res.deleted) process.stdout.write(`proxy ${id} deleted\n`)
-      if (res.not_found.length) throw new Error(`not found: ${res.not_found.join(', ')}`)
+      if (res.not_found.length) throw new Error(res.not_found.map((id) => `proxy ${id} not found`).join('; '))
     }),
   )
   return cmd

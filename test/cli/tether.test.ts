@@ -119,6 +119,9 @@ test('login, device add/list/rm and proxy add/list/rm against a running relay', 
   )
 
   assert.equal((await tether(['proxy', 'rm', 'echo', 'denied'], env)).code, 0)
+  const missing = await tether(['proxy', 'rm', 'echo', 'nosuch'], env)
+  assert.equal(missing.code, 1)
+  assert.match(missing.stderr, /proxy echo not found; proxy nosuch not found/)
   assert.equal((await tether(['device', 'rm', 'gw1'], env)).code, 0)
   const gone = await tether(['device', 'rm', 'gw1'], env)
   assert.equal(gone.code, 1)
