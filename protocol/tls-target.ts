@@ -20,19 +20,42 @@ export interface TlsTarget {
 }
 
 /** tls.connect options for a target. SNI never carries an IP (RFC 6066); an IP is checked against IP SANs. */
-export function tlsTargetOptions(target: TlsTarget): tls.ConnectionOptions {
+export function tlsTargetOptions(target: TlsTarget): tls.ConnectionOptions & { allowHalfOpen: boolean } {
   const name = target.servername ?? (net.isIP(target.host) ? undefined : target.host)
   return {
     host: target.host,
     port: target.port,
+    // A target that closes first (HTTP "Connection: close") must only end our read side: the tunnel may still
+    // hold the tail of its answer for a slow client, and a TLS socket that also ended its write side would
+    // close and take that tail with it.
+    allowHalfOpen: true,
     rejectUnauthorized: target.verify,
     ...(name && !net.isIP(name) ? { servername: name } : {}),
     // A name that is an IP (servername: "10.0.0.5") is still what the certificate must match.
     ...(name && net.isIP(name)
       ? { checkServerIdentity: (_: string, cert) => tls.checkServerIdentity(name, cert) }
       : {}),
-    ...(target.ca.length > 0 ? { ca: [...tls.rootCertificates, ...target.ca] } : {}),
+    ...(target.ca.length > 0 ? { ca: [...defaultCas(), ...target.ca] } : {}),
   }
+}
+
+let defaults: string[] | undefined
+/**
+ * What Node trusts when no `ca` is given: its bundled roots plus NODE_EXTRA_CA_CERTS. Passing `ca` replaces
+ * that store, so the extra file is added back here (Node 20 has no tls.getCACertificates()).
+ */
+function defaultCas(): string[] {
+  if (defaults) return defaults
+  defaults = [...tls.rootCertificates]
+  const extra = process.env.NODE_EXTRA_CA_CERTS
+  if (extra) {
+    try {
+      defaults.push(readFileSync(extra, 'utf8'))
+    } catch {
+      // Node itself warns at start when the file cannot be read
+    }
+  }
+  return defaults
 }
 
 const UNTRUSTED = new Set([

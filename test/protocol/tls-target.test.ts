@@ -1,5 +1,9 @@
 /** TLS target options and failure wording shared by agent and relay. */
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import tls from 'node:tls'
@@ -26,10 +30,45 @@ describe('tlsTargetOptions', () => {
     assert.ok(o.checkServerIdentity?.('192.0.2.1', other) instanceof Error)
   })
 
+  it("keeps trusting NODE_EXTRA_CA_CERTS when targetCa is set (a `ca` option replaces Node's default store)", () => {
+    const moduleUrl = new URL('../../protocol/tls-target.ts', import.meta.url).href
+    const script = `const m = await import(${JSON.stringify(moduleUrl)});
+      const o = m.tlsTargetOptions({ host: 'a', port: 1, verify: true, ca: ['site CA'] });
+      process.stdout.write(String(o.ca.includes(${JSON.stringify(readFileSync(CERT, 'utf8'))})))`
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: CERT },
+    })
+    assert.equal(out.toString(), 'true')
+  })
+
   it('adds extra CAs to the bundled roots rather than replacing them', () => {
     const pem = readCaFiles([CERT])
     const o = tlsTargetOptions({ host: 'plc.lan', port: 443, verify: true, ca: pem })
-    assert.deepEqual(o.ca, [...tls.rootCertificates, ...pem])
+    const ca = o.ca as string[]
+    assert.deepEqual(ca.slice(0, tls.rootCertificates.length), [...tls.rootCertificates])
+    assert.deepEqual(ca.slice(-pem.length), pem)
+  })
+})
+
+describe('TLS target sockets', () => {
+  it('stay half-open when the target ends first, so the tunnel can still deliver and be answered', async (t) => {
+    const key = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'tls', 'localhost.key'))
+    const received: Buffer[] = []
+    const server = tls.createServer({ cert: readFileSync(CERT), key, allowHalfOpen: true }, (socket) => {
+      socket.on('data', (d: Buffer) => received.push(d))
+      socket.end('bye') // an HTTP server answering "Connection: close"
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    t.after(() => server.close())
+    const { port } = server.address() as AddressInfo
+    const socket = tls.connect(tlsTargetOptions({ host: '127.0.0.1', port, verify: false, ca: [] }))
+    socket.resume()
+    await once(socket, 'end')
+    assert.equal(socket.writable, true, 'our write side is still open after the target ended')
+    socket.end('after')
+    await once(socket, 'close')
+    assert.equal(Buffer.concat(received).toString(), 'after')
   })
 })
 
