@@ -46,6 +46,11 @@ export class TunnelStream extends Duplex {
   readonly #sendWindowBytes: number
   /** Datagram mode: datagrams too large for the peer's window or frame cap. */
   droppedDatagrams = 0
+  /** Bytes received from and sent to the peer, for statistics. */
+  bytesReceived = 0
+  bytesSent = 0
+  /** `performance.now()` of the last data either way, for idle timeouts. */
+  lastActivity = performance.now()
 
   /**
    * @param id stream id
@@ -87,6 +92,8 @@ export class TunnelStream extends Duplex {
       this.destroy(new StreamAbortedError('peer sent more than its credit'))
       return
     }
+    this.bytesReceived += data.length
+    this.lastActivity = performance.now()
     this.push(data)
     const extra = this.#window.grow(this.readableLength)
     if (extra > 0) this.#host.sendCredit(this.id, extra)
@@ -187,6 +194,8 @@ export class TunnelStream extends Duplex {
       if (n === 0) return // resumed by receiveCredit
       this.#host.sendData(this.id, p.data.subarray(p.offset, p.offset + n))
       p.offset += n
+      this.bytesSent += n
+      this.lastActivity = performance.now()
     }
     this.#pending = undefined
     p.cb()

@@ -3,6 +3,8 @@
  * capability with those passed explicitly, and listens. Nothing stateful lives at module level.
  */
 import { readFileSync } from 'node:fs'
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import https from 'node:https'
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
 import { type Logger, pino } from 'pino'
 import { readCaFiles } from '../protocol/tls-target.ts'
@@ -13,11 +15,15 @@ import { levelDevicesStore } from './devices/devices-store.ts'
 import devicesPlugin from './devices/index.ts'
 import { AgentHub } from './hub/agent-hub.ts'
 import metricsPlugin from './metrics/index.ts'
+import portalsPlugin from './portals/index.ts'
+import { PortalServer } from './portals/portal-server.ts'
+import { PortalSessions } from './portals/portal-sessions.ts'
 import proxiesPlugin from './proxies/index.ts'
 import { levelProxiesStore } from './proxies/proxies-store.ts'
 import { ProxyManager } from './proxies/proxy-manager.ts'
 import { openLevelStore } from './store/level-store.ts'
 import { formatValidationErrors } from './validation-messages.ts'
+import consolePlugin from './web/index.ts'
 
 /** A running relay. */
 export interface Relay {
@@ -66,27 +72,9 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   const logger = opts.logger ?? relayLogger(config.logLevel)
   const targetCa = readCaFiles(config.targetCa)
   const store = await openLevelStore(config.dataDir)
-  const https = config.tlsCert
+  const tlsOptions = config.tlsCert
     ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey as string) }
     : undefined
-
-  const app = Fastify({
-    loggerInstance: logger,
-    logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: config.trustProxy,
-    // Idle keep-alive and never-used sockets must not hold up a shutdown (systemd would SIGKILL us).
-    forceCloseConnections: true,
-    schemaErrorFormatter: formatValidationErrors,
-    ajv: {
-      customOptions: {
-        removeAdditional: false,
-        coerceTypes: 'array',
-        useDefaults: true,
-        discriminator: true,
-      },
-    },
-    ...(https ? { https } : {}),
-  }) as unknown as FastifyInstance
 
   const devices = levelDevicesStore(store.table('devices'))
   const hub = new AgentHub({
@@ -106,6 +94,45 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     targetCa,
   })
   const proxiesStore = levelProxiesStore(store.table('proxies'))
+  const portalSessions = await PortalSessions.open(store.table('portal-sessions'), config.portalLinkTtlSec)
+  const portals = new PortalServer({
+    registry: proxies.portals,
+    sessions: portalSessions,
+    portalDomain: config.portalDomain,
+    mode: config.portalMode,
+    responseTimeoutMs: config.portalResponseTimeoutSec * 1000,
+    https: tlsOptions !== undefined,
+    trustProxy: config.trustProxy,
+    log: logger.child({ component: 'portals' }),
+  })
+
+  // Portal requests are proxied straight from the HTTP server: they never reach fastify's routes or body parsers.
+  const serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+      const match = portals.match(req)
+      if (match) portals.handleRequest(req, res, match)
+      else handler(req, res)
+    }
+    return tlsOptions ? https.createServer(tlsOptions, onRequest) : http.createServer(onRequest)
+  }
+
+  const app = Fastify({
+    serverFactory,
+    loggerInstance: logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: config.trustProxy,
+    // Idle keep-alive and never-used sockets must not hold up a shutdown (systemd would SIGKILL us).
+    forceCloseConnections: true,
+    schemaErrorFormatter: formatValidationErrors,
+    ajv: {
+      customOptions: {
+        removeAdditional: false,
+        coerceTypes: 'array',
+        useDefaults: true,
+        discriminator: true,
+      },
+    },
+  }) as unknown as FastifyInstance
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500
@@ -136,14 +163,32 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     plugins: Object.keys(config.plugins),
   })
 
+  await app.register(portalsPlugin, {
+    registry: proxies.portals,
+    sessions: portalSessions,
+    proxies: proxiesStore,
+    devices,
+    portalDomain: config.portalDomain,
+    mode: config.portalMode,
+    sessionTtlSec: config.portalSessionTtlSec,
+    linkTtlSec: config.portalLinkTtlSec,
+    publicUrl: config.publicUrl,
+  })
+  await app.register(consolePlugin, { portalDomain: config.portalDomain, portalMode: config.portalMode })
+
   await app.register(metricsPlugin, { hub, proxies })
 
-  app.server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head))
+  app.server.on('upgrade', (req, socket, head) => {
+    const match = portals.match(req)
+    if (match) portals.handleUpgrade(req, socket, head, match)
+    else hub.handleUpgrade(req, socket, head)
+  })
   app.addHook('preClose', async () => {
     await proxies.closeAll()
     await hub.close()
   })
   app.addHook('onClose', async () => {
+    portalSessions.close()
     await store.close()
   })
 
@@ -156,7 +201,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
 
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host
   const hostPart = host.includes(':') ? `[${host}]` : host
-  const scheme = https ? 'https' : 'http'
+  const scheme = tlsOptions ? 'https' : 'http'
   return {
     app,
     hub,
@@ -164,7 +209,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     config,
     port,
     url: `${scheme}://${hostPart}:${port}`,
-    iotmpUrl: `${https ? 'wss' : 'ws'}://${hostPart}:${port}/iotmp`,
+    iotmpUrl: `${tlsOptions ? 'wss' : 'ws'}://${hostPart}:${port}/iotmp`,
     close: () => app.close(),
   }
 }

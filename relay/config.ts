@@ -2,6 +2,7 @@
 import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
 import { windowConfigFields } from '../protocol/window-config.ts'
+import { portalConfigFields } from './portals/portal-config.ts'
 
 export const RelayConfig = Type.Object(
   {
@@ -31,6 +32,14 @@ export const RelayConfig = Type.Object(
       default: [],
       description: 'PEM files of CAs trusted, besides the bundled roots, for TLS to host and plugin targets',
     }),
+    publicUrl: Type.Optional(
+      Type.String({
+        pattern: '^https?://[^/]+$',
+        description:
+          'origin browsers use to reach the relay (https://tether.example.com); default: the Host of each request',
+      }),
+    ),
+    ...portalConfigFields,
   },
   { additionalProperties: false },
 )

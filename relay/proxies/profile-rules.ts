@@ -28,6 +28,7 @@ export function checkProfile(profile: ProxyProfile, plugins: readonly string[]):
       return `body/source/allow/${i} ${(err as Error).message}`
     }
   }
+  if (profile.portal && protocol !== 'http-iotmp') return 'body/portal is only available with http-iotmp'
   if (source.address && net.isIP(source.address) === 0) return 'body/source/address must be an IP address'
   return undefined
 }

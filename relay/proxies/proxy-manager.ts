@@ -1,4 +1,6 @@
 /** Runs the listeners of the proxy profiles: opens, moves and closes them live as profiles change. */
+import type { TunnelStream } from '../../protocol/tunnel-stream.ts'
+import { type Portal, PortalRegistry } from '../portals/portal-registry.ts'
 import type { ProxyContext } from './proxy-context.ts'
 import { ProxyStats } from './proxy-stats.ts'
 import type { ProxyProfile, ProxyStatus } from './schemas.ts'
@@ -29,6 +31,17 @@ function listenerKind(profile: ProxyProfile): 'tcp' | 'udp' | undefined {
   return undefined
 }
 
+/** Bytes moved so far by a portal's open streams (closed ones are in the stats). */
+function livePortalBytes(portal: Portal): { rx: number; tx: number } {
+  let rx = 0
+  let tx = 0
+  for (const stream of portal.streams as Set<Partial<TunnelStream>>) {
+    rx += stream.bytesSent ?? 0
+    tx += stream.bytesReceived ?? 0
+  }
+  return { rx, tx }
+}
+
 /** True when `b` can take over `a`'s listener without rebinding. */
 function sameBinding(a: ProxyProfile, b: ProxyProfile): boolean {
   return (
@@ -40,8 +53,12 @@ function sameBinding(a: ProxyProfile, b: ProxyProfile): boolean {
 
 export class ProxyManager {
   readonly #entries = new Map<string, Entry>()
+  /** http-iotmp profiles, served by the relay's HTTP server rather than a listener. */
+  readonly portals: PortalRegistry
 
-  constructor(readonly ctx: ProxyContext) {}
+  constructor(readonly ctx: ProxyContext) {
+    this.portals = new PortalRegistry(ctx)
+  }
 
   /**
    * Starts, updates or stops the listener of `profile`; resolves with the listen error text, if any.
@@ -60,9 +77,14 @@ export class ProxyManager {
     await entry.listener?.close()
     entry.listener = undefined
     entry.error = undefined
+    this.portals.remove(profile.id)
     if (!profile.enabled) return undefined
     const kind = listenerKind(profile)
-    if (!kind) return undefined
+    if (!kind) {
+      this.portals.apply(profile, entry.stats)
+      this.#warnUnverified(profile)
+      return undefined
+    }
     const log = this.ctx.log.child({ proxy: profile.id })
     const ctx = { ...this.ctx, log }
     const listener =
@@ -91,6 +113,7 @@ export class ProxyManager {
   async remove(id: string): Promise<void> {
     const entry = this.#entries.get(id)
     this.#entries.delete(id)
+    this.portals.remove(id)
     await entry?.listener?.close()
   }
 
@@ -98,14 +121,16 @@ export class ProxyManager {
   status(id: string): ProxyStatus {
     const entry = this.#entries.get(id)
     if (!entry) return new ProxyStats().view(false)
-    const notServed =
-      entry.profile.enabled && !listenerKind(entry.profile)
-        ? 'http-iotmp portals are not served by this relay version yet'
-        : undefined
+    const portal = this.portals.get(id)
+    if (portal)
+      return {
+        ...entry.stats.view(true, undefined, undefined, livePortalBytes(portal)),
+        portal: { label: portal.label },
+      }
     return entry.stats.view(
       entry.listener !== undefined,
       entry.listener?.port,
-      entry.error ?? notServed,
+      entry.error,
       entry.listener?.liveBytes(),
     )
   }
@@ -113,12 +138,14 @@ export class ProxyManager {
   /** Every profile's id, protocol and stats, for metrics. */
   *entries(): Iterable<{ id: string; protocol: string; stats: ProxyStats; listening: boolean }> {
     for (const [id, e] of this.#entries) {
-      yield { id, protocol: e.profile.protocol, stats: e.stats, listening: e.listener !== undefined }
+      const listening = e.listener !== undefined || this.portals.get(id) !== undefined
+      yield { id, protocol: e.profile.protocol, stats: e.stats, listening }
     }
   }
 
-  /** Closes every listener (relay shutdown). */
+  /** Closes every listener and portal (relay shutdown). */
   async closeAll(): Promise<void> {
     await Promise.all([...this.#entries.keys()].map((id) => this.remove(id)))
+    this.portals.closeAll()
   }
 }

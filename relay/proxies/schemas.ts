@@ -96,6 +96,21 @@ export const ProxyTarget = Type.Unsafe<ProxyTarget>({
   oneOf: [HostTarget, PluginTarget, DeviceTarget],
 })
 
+/** http-iotmp only: how the portal presents requests to the device. */
+export const PortalOptions = Type.Object(
+  {
+    preserveHost: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "send the browser's Host, Origin and Referer unchanged (default: rewritten to the device address)",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type PortalOptions = Static<typeof PortalOptions>
+
 export const ProxyProfile = Type.Object(
   {
     id: ProxyId,
@@ -105,6 +120,7 @@ export const ProxyProfile = Type.Object(
     enabled: Type.Boolean({ default: true }),
     source: ProxySource,
     target: ProxyTarget,
+    portal: Type.Optional(PortalOptions),
   },
   { additionalProperties: false },
 )
@@ -113,6 +129,12 @@ export type ProxyProfile = Static<typeof ProxyProfile>
 export const ProxyStatus = Type.Object({
   listening: Type.Boolean(),
   port: Type.Optional(Type.Integer({ description: 'bound port' })),
+  portal: Type.Optional(
+    Type.Object({
+      label: Type.String({ description: 'DNS label of the portal origin' }),
+      origin: Type.Optional(Type.String({ description: 'portal origin, when publicUrl is configured' })),
+    }),
+  ),
   error: Type.Optional(Type.String({ description: 'why an enabled profile is not listening' })),
   active_connections: Type.Integer({ description: 'open connections (UDP: live client mappings)' }),
   total_connections: Type.Integer(),

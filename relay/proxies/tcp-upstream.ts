@@ -24,7 +24,9 @@ export function openTcpUpstream(profile: ProxyProfile, ctx: ProxyContext): Promi
         ...(secure && target.servername ? { servername: target.servername } : {}),
       })
       .catch((err: Error) => {
-        throw new Error(`agent could not open ${target.address}:${target.port}: ${err.message}`)
+        throw new Error(`agent could not open ${target.address}:${target.port}: ${err.message}`, {
+          cause: err,
+        })
       })
   }
   const address = relayTargetAddress(target, ctx)
