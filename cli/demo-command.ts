@@ -16,7 +16,7 @@ function sampleLanServer() {
   return createServer((req, res) => {
     res.setHeader('content-type', 'text/html; charset=utf-8')
     res.end(
-      `<!doctype html><title>LAN device</title><h1>Hello from the LAN</h1><p>You asked for ${req.url} at ${new Date().toISOString()}, through Tether.</p>`,
+      `<!doctype html><title>LAN device</title><h1>Hello from the LAN</h1><p>You asked for ${req.url} at ${new Date().toISOString()}, through Tether.</p><p><a href="/status">/status</a> · <a href="/">home</a></p>`,
     )
   })
 }
@@ -75,6 +75,19 @@ export function demoCommand(): Command {
           port: lanPort,
         },
       })
+      await api(admin, 'POST', '/v1/server/proxies', {
+        id: 'demo-portal',
+        protocol: 'http-iotmp',
+        enabled: true,
+        source: { port: 0 },
+        target: {
+          type: 'device',
+          user: 'admin',
+          device: 'demo-gateway',
+          address: '127.0.0.1',
+          port: lanPort,
+        },
+      })
       process.stdout.write(
         [
           '',
@@ -82,7 +95,9 @@ export function demoCommand(): Command {
           `  relay API        ${relay.url}   (user admin, password ${password})`,
           `  agent link       ${relay.iotmpUrl}   device admin/demo-gateway, connected`,
           `  LAN web server   http://127.0.0.1:${lanPort}   (stands in for a device on the gateway's LAN)`,
-          `  through Tether   http://127.0.0.1:${proxy.status.port}/   ← open this: TCP over IoTMP via the agent`,
+          `  through Tether   http://127.0.0.1:${proxy.status.port}/   ← TCP over IoTMP via the agent`,
+          `  device portal    ${relay.url}/console/devices/demo-gateway/portal/demo-portal   ← open this in a browser`,
+          '                   (HTTP over IoTMP in an iframe; sign in as admin)',
           '',
           `  try: curl http://127.0.0.1:${proxy.status.port}/hello`,
           `       export TETHER_RELAY_URL=${relay.url}`,

@@ -30,6 +30,7 @@ type Profile = Record<string, unknown> & {
     total_connections: number
     error?: string
     last_error?: { message: string; ts: number }
+    portal?: { label: string }
   }
 }
 
@@ -69,7 +70,7 @@ export function proxyCommand(): Command {
       new Command('add')
         .description('create a proxy: a relay port forwarding to a host, a plugin or a device LAN target')
         .argument('<id>', 'profile id: letters, digits, _ and -')
-        .requiredOption('--port <port>', 'relay source port (0 = any)')
+        .option('--port <port>', 'relay source port, 0 = any (not used by http-iotmp portals)')
         .addOption(
           new Option(
             '--protocol <protocol>',
@@ -90,18 +91,22 @@ export function proxyCommand(): Command {
           '--servername <name>',
           'with --tls: name the certificate must match (default: the target host)',
         )
+        .option('--preserve-host', 'http-iotmp: send the browser Host/Origin/Referer unchanged')
         .option('--name <name>', 'display name')
         .option('--description <text>', 'description')
         .option('--disabled', 'create disabled'),
     ).action(async (id: string, o) => {
+      const protocol = o.protocol ?? (o.device ? 'tcp-iotmp' : 'tcp')
+      if (o.port === undefined && protocol !== 'http-iotmp') throw new Error('--port is required')
       const profile = {
         id,
         ...(o.name ? { name: o.name } : {}),
         ...(o.description ? { description: o.description } : {}),
-        protocol: o.protocol ?? (o.device ? 'tcp-iotmp' : 'tcp'),
+        protocol,
         enabled: !o.disabled,
+        ...(o.preserveHost ? { portal: { preserveHost: true } } : {}),
         source: {
-          port: Number(o.port),
+          port: Number(o.port ?? 0),
           address: o.bind,
           ...(o.allow ? { allow: o.allow } : {}),
           ...(o.maxConnections ? { maxConnections: Number(o.maxConnections) } : {}),
@@ -110,7 +115,15 @@ export function proxyCommand(): Command {
         target: targetFrom(o),
       }
       const created = await api<Profile>(o, 'POST', '/v1/server/proxies', profile)
-      process.stdout.write(`proxy ${id} (${created.protocol}) listening on port ${created.status.port}\n`)
+      if (created.status.portal) {
+        const { user, device } = created.target
+        process.stdout.write(
+          `portal ${id} ready: open ${o.relay}/console/devices/${device}/portal/${id}${user === 'admin' ? '' : `?user=${user}`}` +
+            ` or run: tether proxy portal ${id}\n`,
+        )
+      } else {
+        process.stdout.write(`proxy ${id} (${created.protocol}) listening on port ${created.status.port}\n`)
+      }
     }),
   )
   cmd.addCommand(
@@ -120,14 +133,20 @@ export function proxyCommand(): Command {
         printTable(
           rows.map((p) => ({
             ...p,
-            port: p.status.port ?? p.source.port,
+            port: p.status.portal ? '-' : (p.status.port ?? p.source.port),
             target:
               p.target.type === 'device'
                 ? `${p.target.user}/${p.target.device} ${p.target.address}:${p.target.port}`
                 : p.target.type === 'plugin'
                   ? `plugin ${p.target.plugin}:${p.target.port}`
                   : `${p.target.address}:${p.target.port}`,
-            state: p.status.error ? 'error' : p.status.listening ? 'listening' : 'stopped',
+            state: p.status.error
+              ? 'error'
+              : p.status.portal
+                ? 'portal'
+                : p.status.listening
+                  ? 'listening'
+                  : 'stopped',
             active: p.status.active_connections,
             total: p.status.total_connections,
             'last error': lastError(p.status),
@@ -136,6 +155,30 @@ export function proxyCommand(): Command {
         )
       },
     ),
+  )
+  cmd.addCommand(
+    withAdminOptions(
+      new Command('portal')
+        .description('print a one-time signed URL that opens an http-iotmp portal in a browser')
+        .argument('<id>', 'profile id')
+        .option('--device <user/device>', 'the device (needed by non-admin users, who cannot read profiles)')
+        .option('--ttl <sec>', 'session lifetime in seconds (at most the relay portalSessionTtlSec)'),
+    ).action(async (id: string, o) => {
+      const { user, device } = o.device
+        ? ownerDevice(o.device)
+        : ((await api<Profile>(o, 'GET', `/v1/server/proxies/${id}`)).target as {
+            user: string
+            device: string
+          })
+      const link = await api<{ url: string; session: { expires_ts: number } }>(
+        o,
+        'POST',
+        `/v1/users/${user}/devices/${device}/proxies/${id}/portal`,
+        o.ttl ? { ttl_sec: Number(o.ttl) } : {},
+      )
+      const until = new Date(link.session.expires_ts).toLocaleString()
+      process.stdout.write(`${link.url}\n(one use; the session it opens lasts until ${until})\n`)
+    }),
   )
   cmd.addCommand(
     withAdminOptions(

@@ -27,6 +27,9 @@ export function relayConfigFrom(o: Record<string, unknown>): Partial<RelayConfig
     trustProxy: o.trustProxy ? true : undefined,
     ...windowConfig(o),
     targetCa: o.targetCa,
+    publicUrl: o.publicUrl,
+    portalDomain: o.portalDomain,
+    portalMode: o.portalMode,
     adminPassword: process.env.TETHER_ADMIN_PASSWORD || undefined,
   }
   const merged = { ...file }
@@ -58,6 +61,22 @@ export function relayCommand(): Command {
       .addOption(new Option('--trust-proxy', 'client address from X-Forwarded-For').env('TETHER_TRUST_PROXY'))
       .addOption(windowOption())
       .addOption(maxWindowOption())
+      .addOption(
+        new Option('--public-url <origin>', 'origin browsers use, e.g. https://tether.example.com').env(
+          'TETHER_PUBLIC_URL',
+        ),
+      )
+      .addOption(
+        new Option(
+          '--portal-domain <domain>',
+          'HTTP portals at <label>.<domain>, needs wildcard DNS (default portal.localhost)',
+        ).env('TETHER_PORTAL_DOMAIN'),
+      )
+      .addOption(
+        new Option('--portal-mode <mode>', 'subdomain (default) or path (/portal/<label>/, best effort)')
+          .choices(['subdomain', 'path'])
+          .env('TETHER_PORTAL_MODE'),
+      )
       .addHelpText('after', '\nFirst start creates user "admin"; TETHER_ADMIN_PASSWORD sets its password.')
       .action(async (o) => {
         const relay = await startRelay(relayConfigFrom(o), { onAdminCreated: printAdminBanner })

@@ -161,6 +161,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     proxies: proxiesStore,
     manager: proxies,
     plugins: Object.keys(config.plugins),
+    onDeleted: (id) => portalSessions.revoke({ proxy: id }),
   })
 
   await app.register(portalsPlugin, {

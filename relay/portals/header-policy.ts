@@ -78,6 +78,8 @@ export function requestHeaders(
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || HOP_BY_HOP.has(name) || drop.has(name)) continue
     if (name.startsWith('x-forwarded-') || name === 'forwarded') continue
+    // The relay's own server already answered 100 Continue; the device's would be a second one.
+    if (name === 'expect') continue
     out[name] = value
   }
   const cookie = stripPortalCookie(headers.cookie)

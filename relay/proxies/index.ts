@@ -13,11 +13,13 @@ export interface ProxiesOptions {
   manager: ProxyManager
   /** Names of the plugins configured on this relay. */
   plugins: readonly string[]
+  /** Called after a profile is deleted (portal sessions of the profile are revoked there). */
+  onDeleted?: (id: string) => Promise<unknown>
 }
 
 export default async function proxiesPlugin(
   app: FastifyInstance,
-  { proxies, manager, plugins }: ProxiesOptions,
+  { proxies, manager, plugins, onDeleted }: ProxiesOptions,
 ) {
   const view = (profile: ProxyProfile) => ({ ...profile, status: manager.status(profile.id) })
   const admin = { onRequest: app.requireAdmin }
@@ -79,6 +81,7 @@ export default async function proxiesPlugin(
         }
         await manager.remove(id)
         await proxies.del(id)
+        await onDeleted?.(id)
         deleted.push(id)
       }
       return { deleted, not_found: notFound }
@@ -124,6 +127,7 @@ export default async function proxiesPlugin(
       if (!(await proxies.get(id))) throw new RelayErrors.TETHER_ERR_NOT_FOUND(`proxy ${id}`)
       await manager.remove(id)
       await proxies.del(id)
+      await onDeleted?.(id)
       reply.code(204)
     },
   )

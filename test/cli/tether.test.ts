@@ -7,7 +7,16 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
 import { agentConfigFrom } from '../../cli/agent-command.ts'
-import { connect, echoServer, readAll, startTestAgent, startTestRelay } from '../e2e/harness.ts'
+import {
+  connect,
+  createAgentDevice,
+  echoServer,
+  readAll,
+  startTestAgent,
+  startTestRelay,
+  tcpServer,
+} from '../e2e/harness.ts'
+import { cookieFrom, portalRequest } from '../e2e/portal/portal-harness.ts'
 
 const CLI = new URL('../../cli/tether.mjs', import.meta.url).pathname
 const run = promisify(execFile)
@@ -35,7 +44,7 @@ test('every subcommand has --help', async () => {
     ['device', 'list'],
     ['device', 'rm'],
   ]
-  commands.push(['proxy', 'add'], ['proxy', 'list'], ['proxy', 'rm'], ['demo'])
+  commands.push(['proxy', 'add'], ['proxy', 'list'], ['proxy', 'rm'], ['proxy', 'portal'], ['demo'])
   const results = await Promise.all(commands.map((c) => tether([...c, '--help'])))
   results.forEach((r, i) => {
     assert.equal(r.code, 0, `tether ${commands[i]!.join(' ')} --help exited ${r.code}`)
@@ -126,6 +135,55 @@ test('login, device add/list/rm and proxy add/list/rm against a running relay', 
   const gone = await tether(['device', 'rm', 'gw1'], env)
   assert.equal(gone.code, 1)
   assert.match(gone.stderr, /404 device admin\/gw1 not found/)
+})
+
+test('proxy add --protocol http-iotmp and proxy portal: a signed link that opens the device web UI', async (t) => {
+  const relay = await startTestRelay(t)
+  const env = { TETHER_RELAY_URL: relay.relay.url, TETHER_TOKEN: relay.token }
+  const web = await tcpServer(t, (socket) => {
+    socket.once('data', () =>
+      socket.end('HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nlan page'),
+    )
+  })
+  const credential = await createAgentDevice(relay, 'gw1')
+  const { agent } = await startTestAgent(t, {
+    relay: relay.relay.iotmpUrl,
+    device: 'gw1',
+    credential,
+    allow: [`127.0.0.1:${web}`],
+  })
+  await agent.connected()
+  const add = [
+    'proxy',
+    'add',
+    'ui',
+    '--protocol',
+    'http-iotmp',
+    '--device',
+    'admin/gw1',
+    '--target',
+    `127.0.0.1:${web}`,
+  ]
+  const added = await tether(add, env)
+  assert.equal(added.code, 0, added.stderr)
+  assert.match(
+    added.stdout,
+    new RegExp(`portal ui ready: open ${relay.relay.url}/console/devices/gw1/portal/ui`),
+  )
+  assert.match(
+    (await tether(['proxy', 'list'], env)).stdout,
+    /ui\s+http-iotmp\s+-\s+admin\/gw1 \S+\s+true\s+portal/,
+  )
+
+  const portal = await tether(['proxy', 'portal', 'ui'], env)
+  assert.equal(portal.code, 0, portal.stderr)
+  const url = new URL(portal.stdout.split('\n')[0] as string)
+  assert.match(url.hostname, /^ui-gw1-[0-9a-f]{8}\.portal\.localhost$/)
+  const opened = await portalRequest(relay.relay.port, url.host, url.pathname + url.search)
+  assert.equal(opened.status, 302)
+  const cookie = cookieFrom(opened.headers, 'tether_portal') as string
+  const page = await portalRequest(relay.relay.port, url.host, '/', { headers: { cookie } })
+  assert.equal(page.body.toString(), 'lan page')
 })
 
 test('admin commands without a token fail with the API message', async (t) => {

@@ -1,6 +1,7 @@
 /** Portals through real relay and agent, spoken to with Node's HTTP client: header policy, sessions, pooling. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { startTestRelay } from '../harness.ts'
 import { startDeviceApp } from './device-app.ts'
 import { cookieFrom, portalRequest, startPortal } from './portal-harness.ts'
 
@@ -159,4 +160,25 @@ test('requests share pooled tunnel streams (keep-alive) and statistics count the
   assert.equal(view.body.status.listening, true)
   assert.equal(view.body.status.total_connections, 1, 'five requests, one tunnel stream')
   assert.ok(view.body.status.tx_bytes > 5 * 30)
+})
+
+test('sessions survive a relay restart and end when their profile is deleted', async (t) => {
+  const app = await startDeviceApp(t)
+  const p = await startPortal(t, { devicePort: app.port })
+  const cookie = await p.session()
+  const { relay } = p.relay
+  await relay.close()
+  const again = await startTestRelay(t, {}, p.relay.dataDir)
+  const host = `${p.label}.portal.localhost:${again.relay.port}`
+  // The agent is still dialing the old port: a live session gets the offline page, not a 401.
+  const offline = await portalRequest(again.relay.port, host, '/', { headers: { cookie } })
+  assert.equal(offline.status, 502)
+  assert.match(offline.body.toString(), /Device offline/)
+
+  const profile = (await again.api<Record<string, unknown>>('GET', '/v1/server/proxies/web')).body
+  assert.equal((await again.api('DELETE', '/v1/server/proxies/web')).status, 204)
+  const { status: _, ...recreated } = profile
+  assert.equal((await again.api('POST', '/v1/server/proxies', recreated)).status, 201)
+  const revoked = await portalRequest(again.relay.port, host, '/', { headers: { cookie } })
+  assert.equal(revoked.status, 401, 'a re-created profile does not revive old sessions')
 })
