@@ -103,6 +103,7 @@ export function demoCommand(): Command {
           `       export TETHER_RELAY_URL=${relay.url}`,
           `       export TETHER_TOKEN=$(npx tether login -p ${password})`,
           '       npx tether proxy list && npx tether device list',
+          '       npx tether proxy portal demo-portal   # a one-time link to the portal',
           '',
         ].join('\n'),
       )

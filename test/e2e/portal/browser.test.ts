@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { test } from 'node:test'
+import { ADMIN_PASSWORD } from '../harness.ts'
 import { consolePage, launchBrowser, portalFrame, screenshot } from './browser.ts'
 import { DOWNLOAD_SHA256, startDeviceApp } from './device-app.ts'
 import { startPortal } from './portal-harness.ts'
@@ -138,4 +139,26 @@ test('portal origins are isolated and a portal without a session answers 401', T
   const res = await direct.goto(`http://${p.host}/`)
   assert.equal(res?.status(), 401)
   assert.match((await direct.textContent('h1')) ?? '', /Portal session required/)
+})
+
+test('the portal page asks for a sign-in when it has no token, then shows the portal', TIMEOUT, async (t) => {
+  const browser = await launchBrowser(t)
+  if (!browser) return
+  const app = await startDeviceApp(t)
+  const p = await startPortal(t, { devicePort: app.port })
+  const page = await browser.newPage({ viewport: { width: 390, height: 800 } })
+  await page.goto(`${p.relay.relay.url}/console/devices/gw/portal/web`)
+  await page.fill('input[name="username"]', 'admin')
+  await page.fill('input[name="password"]', 'wrong-password')
+  await page.click('#login button[type="submit"]')
+  assert.match(
+    (await page.waitForSelector('#login-error:not(:empty)').then((e) => e.textContent())) ?? '',
+    /invalid/,
+  )
+  await page.fill('input[name="password"]', ADMIN_PASSWORD)
+  await page.click('#login button[type="submit"]')
+  const frame = await portalFrame(page, `http://${p.host}`)
+  await frame.waitForSelector('#logo')
+  assert.equal(await page.isHidden('#login'), true)
+  await screenshot(page, 'portal-narrow-after-sign-in')
 })
