@@ -62,31 +62,27 @@ export function demoCommand(): Command {
         agentLogger(o.logLevel),
       )
       await agent.connected()
+      // The same LAN web server, both as raw TCP on a relay port and as a browser portal.
+      const lanTarget = {
+        type: 'device',
+        user: 'admin',
+        device: 'demo-gateway',
+        address: '127.0.0.1',
+        port: lanPort,
+      }
       const proxy = await api<{ status: { port: number } }>(admin, 'POST', '/v1/server/proxies', {
         id: 'demo-web',
         protocol: 'tcp-iotmp',
         enabled: true,
         source: { port: 0, address: '127.0.0.1' },
-        target: {
-          type: 'device',
-          user: 'admin',
-          device: 'demo-gateway',
-          address: '127.0.0.1',
-          port: lanPort,
-        },
+        target: lanTarget,
       })
       await api(admin, 'POST', '/v1/server/proxies', {
         id: 'demo-portal',
         protocol: 'http-iotmp',
         enabled: true,
         source: { port: 0 },
-        target: {
-          type: 'device',
-          user: 'admin',
-          device: 'demo-gateway',
-          address: '127.0.0.1',
-          port: lanPort,
-        },
+        target: lanTarget,
       })
       process.stdout.write(
         [

@@ -13,6 +13,7 @@ import { levelUsersStore } from './auth/users-store.ts'
 import { loadRelayConfig, type RelayConfig } from './config.ts'
 import { levelDevicesStore } from './devices/devices-store.ts'
 import devicesPlugin from './devices/index.ts'
+import { DUPLICATE_HOST_RESPONSE, hasSingleHost } from './host-header.ts'
 import { AgentHub } from './hub/agent-hub.ts'
 import metricsPlugin from './metrics/index.ts'
 import portalsPlugin from './portals/index.ts'
@@ -109,6 +110,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   // Portal requests are proxied straight from the HTTP server: they never reach fastify's routes or body parsers.
   const serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+      if (!hasSingleHost(req)) return void req.socket.end(DUPLICATE_HOST_RESPONSE)
       const match = portals.match(req)
       if (match) portals.handleRequest(req, res, match)
       else handler(req, res)
@@ -180,6 +182,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   await app.register(metricsPlugin, { hub, proxies })
 
   app.server.on('upgrade', (req, socket, head) => {
+    if (!hasSingleHost(req)) return void socket.end(DUPLICATE_HOST_RESPONSE)
     const match = portals.match(req)
     if (match) portals.handleUpgrade(req, socket, head, match)
     else hub.handleUpgrade(req, socket, head)

@@ -5,7 +5,6 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { pipeline } from 'node:stream'
 import type { Logger } from 'pino'
 import { splice } from '../../protocol/splice.ts'
 import { PORTAL_COOKIE, type PortalView, requestHeaders, responseHeaders } from './header-policy.ts'
@@ -237,9 +236,12 @@ export class PortalServer {
     path: string,
     retry: boolean,
   ): void {
+    const length = req.headers['content-length']
+    const body = length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined
     const headers = requestHeaders(req.headers, view, {
       ip: req.socket.remoteAddress,
       proto: this.#proto(req),
+      trustForwarded: this.#o.trustProxy,
     })
     const upstream = http.request({
       agent: entry.agent,
@@ -262,18 +264,13 @@ export class PortalServer {
       res.writeHead(answer.statusCode ?? 502, answer.statusMessage, flat)
       // A response of unknown length (event streams, chunked pages): headers now, not with the first chunk.
       if (answer.headers['content-length'] === undefined) res.flushHeaders()
-      pipeline(answer, res, () => {})
+      // pipe, not pipeline: pipeline's AbortController costs ~20 % of the relay's CPU per small request.
+      answer.once('error', (err) => res.destroy(err))
+      answer.pipe(res)
     })
     upstream.once('error', (err: Error) => {
       // A pooled stream the device closed while idle: replay an idempotent request once on a fresh one.
-      const bodiless = !req.readableDidRead || req.readableEnded
-      if (
-        !retry &&
-        upstream.reusedSocket &&
-        IDEMPOTENT.has(req.method ?? '') &&
-        bodiless &&
-        !res.headersSent
-      ) {
+      if (!retry && upstream.reusedSocket && IDEMPOTENT.has(req.method ?? '') && !body && !res.headersSent) {
         this.#forward(req, res, entry, view, path, true)
         return
       }
@@ -289,7 +286,10 @@ export class PortalServer {
     res.once('close', () => {
       if (!res.writableFinished) upstream.destroy()
     })
-    if (req.readableEnded) upstream.end()
-    else pipeline(req, upstream, () => {})
+    if (!body || req.readableEnded) upstream.end()
+    else {
+      req.once('error', (err) => upstream.destroy(err))
+      req.pipe(upstream)
+    }
   }
 }

@@ -1,7 +1,7 @@
 /** Portals through real relay and agent, spoken to with Node's HTTP client: header policy, sessions, pooling. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { startTestRelay } from '../harness.ts'
+import { connect, readAll, startTestRelay } from '../harness.ts'
 import { startDeviceApp } from './device-app.ts'
 import { cookieFrom, portalRequest, startPortal } from './portal-harness.ts'
 
@@ -181,4 +181,21 @@ test('sessions survive a relay restart and end when their profile is deleted', a
   assert.equal((await again.api('POST', '/v1/server/proxies', recreated)).status, 201)
   const revoked = await portalRequest(again.relay.port, host, '/', { headers: { cookie } })
   assert.equal(revoked.status, 401, 'a re-created profile does not revive old sessions')
+})
+
+test('a request with two Host headers is refused with 400, whichever comes first', async (t) => {
+  const app = await startDeviceApp(t)
+  const p = await startPortal(t, { devicePort: app.port })
+  const cookie = await p.session()
+  const relayHost = `127.0.0.1:${p.relay.relay.port}`
+  for (const [first, second] of [
+    [p.host, relayHost],
+    [relayHost, p.host],
+  ]) {
+    const socket = await connect(p.relay.relay.port)
+    const reply = readAll(socket)
+    socket.write(`GET / HTTP/1.1\r\nHost: ${first}\r\nHost: ${second}\r\nCookie: ${cookie}\r\n\r\n`)
+    assert.match((await reply).data.toString(), /^HTTP\/1\.1 400 Bad Request/)
+  }
+  assert.equal(app.requests.length, 0)
 })
