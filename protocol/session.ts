@@ -60,6 +60,9 @@ export class Session extends EventEmitter {
   readonly log: Logger
   rxBytes = 0
   txBytes = 0
+  /** Frames each way, for the device's daily message counts. */
+  rxFrames = 0
+  txFrames = 0
   connectedAt?: number
   /** Set on the relay once CONNECT succeeded. */
   peer?: ConnectRequest
@@ -224,6 +227,7 @@ export class Session extends EventEmitter {
   #onFrame(frame: Buffer): void {
     if (this.#state === 'closed') return
     this.rxBytes += frame.length
+    this.rxFrames++
     this.#deadLink.touch()
     let msg: Message
     try {
@@ -401,6 +405,7 @@ export class Session extends EventEmitter {
 
   #write(frame: Buffer): void {
     this.txBytes += frame.length
+    this.txFrames++
     this.#channel.send(frame)
   }
 
@@ -409,6 +414,7 @@ export class Session extends EventEmitter {
     if (!this.#channel.sendParts) return this.#write(encodeStreamData(id, data))
     const head = encodeStreamDataHeader(id, data.length)
     this.txBytes += head.length + data.length
+    this.txFrames++
     this.#channel.sendParts(head, data)
   }
 

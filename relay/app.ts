@@ -10,15 +10,23 @@ import { type Logger, pino } from 'pino'
 import { readCaFiles } from '../protocol/tls-target.ts'
 import authPlugin from './auth/index.ts'
 import { levelUsersStore } from './auth/users-store.ts'
+import callbacksPlugin from './callbacks/index.ts'
 import { loadRelayConfig, type RelayConfig } from './config.ts'
+import { trackAgentTraffic } from './devices/agent-traffic.ts'
+import { DeviceTraffic } from './devices/device-traffic.ts'
 import { levelDevicesStore } from './devices/devices-store.ts'
 import devicesPlugin from './devices/index.ts'
+import { EndpointService } from './endpoints/endpoint-service.ts'
+import { levelEndpointsStore } from './endpoints/endpoints-store.ts'
+import endpointsPlugin from './endpoints/index.ts'
 import { DUPLICATE_HOST_RESPONSE, hasSingleHost } from './host-header.ts'
 import { AgentHub } from './hub/agent-hub.ts'
 import metricsPlugin from './metrics/index.ts'
 import portalsPlugin from './portals/index.ts'
 import { PortalServer } from './portals/portal-server.ts'
 import { PortalSessions } from './portals/portal-sessions.ts'
+import propertiesPlugin from './properties/index.ts'
+import { PropertyService } from './properties/property-service.ts'
 import proxiesPlugin from './proxies/index.ts'
 import { levelProxiesStore } from './proxies/proxies-store.ts'
 import { ProxyManager } from './proxies/proxy-manager.ts'
@@ -31,7 +39,11 @@ export interface Relay {
   app: FastifyInstance
   hub: AgentHub
   proxies: ProxyManager
+  properties: PropertyService
+  traffic: DeviceTraffic
   config: Readonly<RelayConfig>
+  /** Calls of users' endpoints (callbacks enqueue theirs here). */
+  endpoints: EndpointService
   /** Bound port (useful with `port: 0`). */
   port: number
   /** `http://host:port` or `https://…` */
@@ -95,6 +107,11 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     targetCa,
   })
   const proxiesStore = levelProxiesStore(store.table('proxies'))
+  const endpointsStore = levelEndpointsStore(store.table('endpoints'))
+  const endpoints = new EndpointService({
+    store: endpointsStore,
+    log: logger.child({ component: 'endpoints' }),
+  })
   const portalSessions = await PortalSessions.open(store.table('portal-sessions'), config.portalLinkTtlSec)
   const portals = new PortalServer({
     registry: proxies.portals,
@@ -158,7 +175,22 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     adminPassword: config.adminPassword,
     onAdminCreated: opts.onAdminCreated,
   })
-  await app.register(devicesPlugin, { devices, hub })
+  const properties = new PropertyService(store.table('properties'))
+  const traffic = await DeviceTraffic.open(store.table('device-traffic'), config.statsFlushMs)
+  const stopAgentTraffic = trackAgentTraffic(hub, traffic, config.statsFlushMs)
+  await app.register(devicesPlugin, {
+    devices,
+    hub,
+    traffic,
+    onDeleted: (user, device) => properties.deleteAll(user, device),
+  })
+  await app.register(propertiesPlugin, { properties, devices })
+  await app.register(callbacksPlugin, {
+    devices,
+    traffic,
+    properties,
+    publicUrl: config.publicUrl,
+  })
   await app.register(proxiesPlugin, {
     proxies: proxiesStore,
     manager: proxies,
@@ -179,6 +211,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   })
   await app.register(consolePlugin, { portalDomain: config.portalDomain, portalMode: config.portalMode })
 
+  await app.register(endpointsPlugin, { endpoints: endpointsStore, service: endpoints })
   await app.register(metricsPlugin, { hub, proxies })
 
   app.server.on('upgrade', (req, socket, head) => {
@@ -192,6 +225,8 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     await hub.close()
   })
   app.addHook('onClose', async () => {
+    stopAgentTraffic()
+    await traffic.close()
     portalSessions.close()
     await store.close()
   })
@@ -210,6 +245,9 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     app,
     hub,
     proxies,
+    properties,
+    traffic,
+    endpoints,
     config,
     port,
     url: `${scheme}://${hostPart}:${port}`,

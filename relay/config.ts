@@ -40,6 +40,12 @@ export const RelayConfig = Type.Object(
       }),
     ),
     ...portalConfigFields,
+    statsFlushMs: Type.Integer({
+      minimum: 100,
+      maximum: 600_000,
+      default: 5000,
+      description: 'how often device traffic counters are sampled and written',
+    }),
   },
   { additionalProperties: false },
 )

@@ -36,7 +36,7 @@ declare module 'fastify' {
     authenticate(req: FastifyRequest, reply: FastifyReply): Promise<void>
     /** onRequest guard: an admin's access token is required. */
     requireAdmin(req: FastifyRequest, reply: FastifyReply): Promise<void>
-    /** onRequest guard: the token's user must be the `:user` of the path, or an admin. */
+    /** onRequest guard: the token's user must be the `:user` of the path, or an admin (else 404). */
     requireOwner(req: FastifyRequest, reply: FastifyReply): Promise<void>
   }
 }
@@ -115,8 +115,9 @@ async function authPlugin(app: FastifyInstance, opts: AuthOptions): Promise<void
   app.decorate('requireOwner', async (req: FastifyRequest) => {
     req.principal = await verifyToken(req)
     const owner = (req.params as { user?: string }).user
+    // Another user's resources do not exist for you: 404, the same as for a missing one (no enumeration).
     if (req.principal.role !== 'admin' && owner !== req.principal.user) {
-      throw new RelayErrors.TETHER_ERR_FORBIDDEN(`no access to resources of user ${owner}`)
+      throw new RelayErrors.TETHER_ERR_NOT_FOUND(req.url.split('?')[0] as string)
     }
   })
 

@@ -2,9 +2,14 @@
 import { type Static, Type } from 'typebox'
 
 export const DeviceId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'device id' })
-export const DeviceType = Type.Union([Type.Literal('agent')], {
-  description: 'agent (more types arrive with HTTP devices and integrations)',
-})
+export const DeviceType = Type.Union(
+  [Type.Literal('agent'), Type.Literal('http'), Type.Literal('integration')],
+  {
+    description:
+      'agent: runs the Tether agent; http: sends data to its callback URL; integration: provisioned by an integration',
+  },
+)
+export type DeviceType = Static<typeof DeviceType>
 
 export const DeviceParams = Type.Object({ user: Type.String(), device: Type.String() })
 export const UserParams = Type.Object({ user: Type.String() })
@@ -17,7 +22,7 @@ export const DeviceCreate = Type.Object(
     description: Type.Optional(Type.String({ maxLength: 1024 })),
     enabled: Type.Optional(Type.Boolean()),
     credential: Type.Optional(
-      Type.String({ minLength: 8, maxLength: 256, description: 'generated when absent' }),
+      Type.String({ minLength: 8, maxLength: 256, description: 'agents only; generated when absent' }),
     ),
   },
   { additionalProperties: false },
@@ -61,8 +66,11 @@ export const DeviceView = Type.Object({
 })
 export type DeviceView = Static<typeof DeviceView>
 
-/** Creation answer: the only time the credential is shown. */
-export const DeviceCreated = Type.Intersect([DeviceView, Type.Object({ credential: Type.String() })])
+/** Creation answer: the only time an agent's credential is shown. */
+export const DeviceCreated = Type.Intersect([
+  DeviceView,
+  Type.Object({ credential: Type.Optional(Type.String({ description: 'agents only' })) }),
+])
 
 export const DeviceStats = Type.Object({
   connected: Type.Boolean(),
@@ -71,19 +79,80 @@ export const DeviceStats = Type.Object({
   ip_address: Type.Optional(Type.String()),
   rx_bytes: Type.Integer({ description: 'bytes received from the device in the current or last session' }),
   tx_bytes: Type.Integer({ description: 'bytes sent to the device in the current or last session' }),
+  last_seen_ts: Type.Optional(Type.Integer({ description: 'last traffic from or to the device' })),
+  total: Type.Object({
+    messages: Type.Integer({ description: 'callbacks (http devices) or IoTMP frames (agents)' }),
+    rx_bytes: Type.Integer(),
+    tx_bytes: Type.Integer(),
+    ignored: Type.Integer({ description: 'callbacks answered but not processed (body not JSON)' }),
+  }),
+  daily: Type.Array(
+    Type.Object({
+      day: Type.String({ description: 'UTC date YYYY-MM-DD' }),
+      messages: Type.Integer(),
+      rx_bytes: Type.Integer(),
+      tx_bytes: Type.Integer(),
+    }),
+    { description: 'the last 30 days, oldest first' },
+  ),
 })
 export type DeviceStats = Static<typeof DeviceStats>
+
+/** What a callback does (Thinger's `actions`); each names a bucket, endpoint or property, or is off. */
+export const CallbackActions = Type.Object(
+  {
+    write_bucket: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()])),
+    call_endpoint: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()])),
+    set_property: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()])),
+    send_property: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()])),
+  },
+  { additionalProperties: false },
+)
+export type CallbackActions = Static<typeof CallbackActions>
+
+export const CallbackSettings = Type.Object(
+  {
+    actions: Type.Optional(CallbackActions),
+    properties: Type.Optional(
+      Type.Object(
+        {
+          timeout: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 525600,
+              description:
+                'minutes without a callback after which the device shows disconnected (default 10)',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type CallbackSettings = Static<typeof CallbackSettings>
+
+/** Stored callback state of an HTTP device. */
+export interface CallbackRecord {
+  token_id: string
+  actions: CallbackActions
+  properties: { timeout?: number }
+}
 
 /** A stored device. */
 export interface DeviceRecord {
   user: string
   device: string
-  type: 'agent'
+  type: DeviceType
   name: string
   description: string
   enabled: boolean
   created_ts: number
-  credentialHash: string
+  /** Agents: scrypt hash of the credential. */
+  credentialHash?: string
+  /** HTTP devices: the callback's token id (rotation revokes older tokens) and settings. */
+  callback?: CallbackRecord
   /** Last DESCRIBE answer of the agent. */
   agent?: Static<typeof AgentInfo>
   /** Figures of the last finished session (the live one comes from the hub). */

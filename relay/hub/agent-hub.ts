@@ -76,6 +76,11 @@ export class AgentHub extends EventEmitter {
     })
   }
 
+  /** Every live link. */
+  links(): IterableIterator<AgentLink> {
+    return this.#links.values()
+  }
+
   /** The live link of a device, if connected. */
   get(user: string, device: string): AgentLink | undefined {
     return this.#links.get(linkKey(user, device))

@@ -182,7 +182,7 @@ test('auth API on one relay', async (t) => {
   )
 
   await t.test(
-    'a user-role account: 403 on admin routes and on other users, 200 on its own resources',
+    'a user-role account: 403 on admin routes, 404 on other users, 200 on its own resources',
     async () => {
       const created = await relay.api<{ username: string; role: string; passwordHash?: string }>(
         'POST',
@@ -206,17 +206,17 @@ test('auth API on one relay', async (t) => {
       assertError(await as('GET', '/v1/server/proxies'), 403)
       assertError(await as('GET', '/v1/users'), 403)
       assertError(await as('POST', '/v1/users', { username: 'eve', password: 'eve-password' }), 403)
-      assertError(await as('GET', '/v1/users/admin/devices'), 403, /admin/)
-      assertError(await as('POST', '/v1/users/admin/devices', { device: 'sneaky', type: 'agent' }), 403)
+      assertError(await as('GET', '/v1/users/admin/devices'), 404, /admin/)
+      assertError(await as('POST', '/v1/users/admin/devices', { device: 'sneaky', type: 'agent' }), 404)
 
       // The admin's own device is out of reach too, whether it exists or not (no enumeration by status).
       assert.equal(
         (await relay.api('POST', '/v1/users/admin/devices', { device: 'adm-gw', type: 'agent' })).status,
         201,
       )
-      assertError(await as('GET', '/v1/users/admin/devices/adm-gw'), 403)
-      assertError(await as('GET', '/v1/users/admin/devices/no-such'), 403)
-      assertError(await as('DELETE', '/v1/users/admin/devices/adm-gw'), 403)
+      assertError(await as('GET', '/v1/users/admin/devices/adm-gw'), 404)
+      assertError(await as('GET', '/v1/users/admin/devices/no-such'), 404)
+      assertError(await as('DELETE', '/v1/users/admin/devices/adm-gw'), 404)
       assert.equal((await relay.api('GET', '/v1/users/admin/devices/adm-gw')).status, 200)
 
       const own = await as('GET', '/v1/users/bob/devices')

@@ -138,7 +138,7 @@ test('only the device owner or an admin gets a portal link; bad bodies get 400',
     password: 'eve-password-1',
   })
   const denied = await p.link({}, eve.body.access_token)
-  assert.equal(denied.status, 403)
+  assert.equal(denied.status, 404)
   const bad = await p.link({ ttl_sec: 'soon' })
   assert.equal(bad.status, 400)
   const unknown = await p.relay.api('POST', '/v1/users/admin/devices/gw/proxies/nope/portal', {})
