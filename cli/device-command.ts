@@ -5,25 +5,37 @@ import { api, printTable, withAdminOptions } from './admin-client.ts'
 const ownerOption = () => new Option('--user <user>', 'device owner').env('TETHER_USER').default('admin')
 
 export function deviceCommand(): Command {
-  const cmd = new Command('device').description('manage devices (agents)')
+  const cmd = new Command('device').description('manage devices (agents and HTTP devices)')
   cmd.addCommand(
     withAdminOptions(
       new Command('add')
-        .description('create an agent device; prints its credential (shown only once)')
+        .description('create a device; an agent gets a credential, an HTTP device a callback URL and token')
         .argument('<id>', 'device id: letters, digits, _ and -')
         .addOption(ownerOption())
+        .addOption(new Option('--type <type>', 'agent or http').choices(['agent', 'http']).default('agent'))
         .option('--name <name>', 'display name')
         .option('--description <text>', 'description')
         .option('--credential <secret>', 'set the credential instead of generating one'),
     ).action(async (id: string, o) => {
       const created = await api<{ credential: string }>(o, 'POST', `/v1/users/${o.user}/devices`, {
         device: id,
-        type: 'agent',
+        type: o.type,
         ...(o.name ? { name: o.name } : {}),
         ...(o.description ? { description: o.description } : {}),
         ...(o.credential ? { credential: o.credential } : {}),
       })
-      process.stdout.write(`device ${o.user}/${id} created\ncredential: ${created.credential}\n`)
+      if (o.type === 'agent') {
+        process.stdout.write(`device ${o.user}/${id} created\ncredential: ${created.credential}\n`)
+        return
+      }
+      const callback = await api<{ url: string; token: string; curl: string }>(
+        o,
+        'GET',
+        `/v3/users/${o.user}/devices/${id}/callback`,
+      )
+      process.stdout.write(
+        `device ${o.user}/${id} created\ncallback URL: ${callback.url}\ntoken: ${callback.token}\ntry: ${callback.curl}\n`,
+      )
     }),
   )
   cmd.addCommand(

@@ -6,6 +6,7 @@ import { deviceCommand } from './device-command.ts'
 import { loginCommand } from './login-command.ts'
 import { proxyCommand } from './proxy-command.ts'
 import { relayCommand } from './relay-command.ts'
+import { userCommand } from './user-command.ts'
 
 const program = new Command('tether')
   .description('Reach devices on LANs without public IPs: edge agent and cloud relay over IoTMP')
@@ -15,6 +16,7 @@ program.addCommand(agentCommand())
 program.addCommand(loginCommand())
 program.addCommand(deviceCommand())
 program.addCommand(proxyCommand())
+program.addCommand(userCommand())
 program.addCommand(demoCommand())
 
 await program.parseAsync(process.argv).catch((err: Error) => {

@@ -8,8 +8,10 @@ import https from 'node:https'
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
 import { type Logger, pino } from 'pino'
 import { readCaFiles } from '../protocol/tls-target.ts'
+import type { ApiTokenRecord } from './auth/api-tokens.ts'
 import authPlugin from './auth/index.ts'
 import { levelUsersStore } from './auth/users-store.ts'
+import { BucketService, bucketsPlugin, levelBucketsStore, levelPointsStore } from './buckets/index.ts'
 import callbacksPlugin from './callbacks/index.ts'
 import { loadRelayConfig, type RelayConfig } from './config.ts'
 import { trackAgentTraffic } from './devices/agent-traffic.ts'
@@ -39,6 +41,8 @@ export interface Relay {
   app: FastifyInstance
   hub: AgentHub
   proxies: ProxyManager
+  /** Buckets (time series): other capabilities and tests write and read through it. */
+  buckets: BucketService
   properties: PropertyService
   traffic: DeviceTraffic
   config: Readonly<RelayConfig>
@@ -90,6 +94,11 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     : undefined
 
   const devices = levelDevicesStore(store.table('devices'))
+  const buckets = await BucketService.open({
+    buckets: levelBucketsStore(store.table('buckets')),
+    points: levelPointsStore(store.db),
+    log: logger.child({ component: 'buckets' }),
+  })
   const hub = new AgentHub({
     devices,
     logger: logger.child({ component: 'hub' }),
@@ -169,6 +178,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   app.get('/healthz', async () => ({ status: 'ok', agents: hub.size }))
   await app.register(authPlugin, {
     users: levelUsersStore(store.table('users')),
+    apiTokens: store.table<ApiTokenRecord>('api-tokens'),
     meta: store.table<string>('meta'),
     accessTokenTtlSec: config.accessTokenTtlSec,
     refreshTokenTtlSec: config.refreshTokenTtlSec,
@@ -212,6 +222,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   await app.register(consolePlugin, { portalDomain: config.portalDomain, portalMode: config.portalMode })
 
   await app.register(endpointsPlugin, { endpoints: endpointsStore, service: endpoints })
+  await app.register(bucketsPlugin, { service: buckets })
   await app.register(metricsPlugin, { hub, proxies })
 
   app.server.on('upgrade', (req, socket, head) => {
@@ -245,6 +256,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     app,
     hub,
     proxies,
+    buckets,
     properties,
     traffic,
     endpoints,

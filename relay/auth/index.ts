@@ -9,6 +9,14 @@ import fp from 'fastify-plugin'
 import { Type } from 'typebox'
 import { RelayErrors } from '../errors.ts'
 import type { KeyValueTable } from '../store/level-store.ts'
+import {
+  type ApiTokenClaims,
+  type ApiTokenRecord,
+  apiTokenRoutes,
+  liveApiToken,
+  scopeRefusal,
+  type TokenScope,
+} from './api-tokens.ts'
 import { hashSecret, randomSecret, verifySecretOrDummy } from './passwords.ts'
 import {
   ErrorResponse,
@@ -25,6 +33,8 @@ import type { UsersStore } from './users-store.ts'
 export interface Principal {
   user: string
   role: 'admin' | 'user'
+  /** Set for a scoped API token: the only resources it may touch. */
+  scopes?: readonly TokenScope[]
 }
 
 declare module 'fastify' {
@@ -43,6 +53,8 @@ declare module 'fastify' {
 
 export interface AuthOptions {
   users: UsersStore
+  /** API tokens (`/v1/users/{user}/tokens`). */
+  apiTokens: KeyValueTable<ApiTokenRecord>
   meta: KeyValueTable<string>
   accessTokenTtlSec: number
   refreshTokenTtlSec: number
@@ -92,28 +104,43 @@ async function authPlugin(app: FastifyInstance, opts: AuthOptions): Promise<void
   const verifyToken = async (req: FastifyRequest): Promise<Principal> => {
     const token = bearerToken(req)
     if (!token) throw new RelayErrors.TETHER_ERR_UNAUTHORIZED('missing bearer token (Authorization header)')
-    let claims: TokenClaims
+    let claims: TokenClaims | ApiTokenClaims
     try {
-      claims = app.jwt.verify<TokenClaims>(token)
+      claims = app.jwt.verify<TokenClaims | ApiTokenClaims>(token)
     } catch (err) {
       const expired = (err as { code?: string }).code === 'FAST_JWT_EXPIRED'
       throw new RelayErrors.TETHER_ERR_UNAUTHORIZED(expired ? 'token expired' : 'invalid token')
     }
-    if (claims.typ !== 'access') throw new RelayErrors.TETHER_ERR_UNAUTHORIZED('not an access token')
+    if (claims.typ !== 'access' && claims.typ !== 'api') {
+      throw new RelayErrors.TETHER_ERR_UNAUTHORIZED('not an access token')
+    }
     const user = await users.get(claims.usr)
     if (!user?.enabled) throw new RelayErrors.TETHER_ERR_UNAUTHORIZED('user disabled or removed')
+    if (claims.typ === 'access') return { user: user.username, role: user.role }
+    const record = await liveApiToken(opts.apiTokens, claims as ApiTokenClaims)
+    if (!record) throw new RelayErrors.TETHER_ERR_UNAUTHORIZED('token revoked or expired')
+    // A scoped token never acts as an admin, whoever created it.
+    if (record.scopes) return { user: user.username, role: 'user', scopes: record.scopes }
     return { user: user.username, role: user.role }
   }
 
+  /** verifyToken, then the scope check of a scoped API token against the route's resource. */
+  const principalOf = async (req: FastifyRequest): Promise<Principal> => {
+    const principal = await verifyToken(req)
+    const refusal = principal.scopes && scopeRefusal(principal.scopes, req)
+    if (refusal) throw new RelayErrors.TETHER_ERR_FORBIDDEN(refusal)
+    return principal
+  }
+
   app.decorate('authenticate', async (req: FastifyRequest) => {
-    req.principal = await verifyToken(req)
+    req.principal = await principalOf(req)
   })
   app.decorate('requireAdmin', async (req: FastifyRequest) => {
-    req.principal = await verifyToken(req)
+    req.principal = await principalOf(req)
     if (req.principal.role !== 'admin') throw new RelayErrors.TETHER_ERR_FORBIDDEN('admin role required')
   })
   app.decorate('requireOwner', async (req: FastifyRequest) => {
-    req.principal = await verifyToken(req)
+    req.principal = await principalOf(req)
     const owner = (req.params as { user?: string }).user
     // Another user's resources do not exist for you: 404, the same as for a missing one (no enumeration).
     if (req.principal.role !== 'admin' && owner !== req.principal.user) {
@@ -162,6 +189,8 @@ async function authPlugin(app: FastifyInstance, opts: AuthOptions): Promise<void
   )
 
   const view = ({ passwordHash: _omit, ...user }: UserRecord) => user
+
+  await apiTokenRoutes(app, opts.apiTokens)
 
   app.get(
     '/v1/users',

@@ -45,6 +45,7 @@ test('every subcommand has --help', async () => {
     ['device', 'rm'],
   ]
   commands.push(['proxy', 'add'], ['proxy', 'list'], ['proxy', 'rm'], ['proxy', 'portal'], ['demo'])
+  commands.push(['user', 'add'], ['user', 'list'])
   const results = await Promise.all(commands.map((c) => tether([...c, '--help'])))
   results.forEach((r, i) => {
     assert.equal(r.code, 0, `tether ${commands[i]!.join(' ')} --help exited ${r.code}`)
@@ -184,6 +185,29 @@ test('proxy add --protocol http-iotmp and proxy portal: a signed link that opens
   const cookie = cookieFrom(opened.headers, 'tether_portal') as string
   const page = await portalRequest(relay.relay.port, url.host, '/', { headers: { cookie } })
   assert.equal(page.body.toString(), 'lan page')
+})
+
+test('user add and device add --type http: a new user posts to its device callback', async (t) => {
+  const relay = await startTestRelay(t)
+  const env = { TETHER_RELAY_URL: relay.relay.url, TETHER_TOKEN: relay.token }
+  const added = await tether(['user', 'add', 'carol'], env)
+  assert.equal(added.code, 0, added.stderr)
+  const password = /password: (\S+)/.exec(added.stdout)?.[1] as string
+  assert.match((await tether(['user', 'list'], env)).stdout, /carol\s+user\s+true/)
+  const login = await tether(['login', '-u', 'carol', '-p', password], env)
+  assert.equal(login.code, 0, login.stderr)
+  const carol = { ...env, TETHER_TOKEN: login.stdout.trim(), TETHER_USER: 'carol' }
+  const device = await tether(['device', 'add', 'sensor', '--type', 'http'], carol)
+  assert.equal(device.code, 0, device.stderr)
+  const url = /callback URL: (\S+)/.exec(device.stdout)?.[1] as string
+  const token = /token: (\S+)/.exec(device.stdout)?.[1] as string
+  assert.equal(url, `${relay.relay.url}/v3/users/carol/devices/sensor/callback/data`)
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    body: '{"t":1}',
+  })
+  assert.equal(res.status, 200)
 })
 
 test('admin commands without a token fail with the API message', async (t) => {
