@@ -6,12 +6,14 @@
  */
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { envInt, envList } from './lib/env.ts'
 import { type IperfServer, parseRate, startIperfServer } from './lib/iperf.ts'
 import { startEchoServer } from './lib/latency.ts'
 import { log } from './lib/log.ts'
 import { measurePath } from './lib/measure.ts'
-import { cleanup, cleanupSync, makeTempDir } from './lib/processes.ts'
+import { makeTempDir } from './lib/processes.ts'
 import { computeChecks, computeRatios, writeReport } from './lib/report.ts'
+import { runBench } from './lib/run-bench.ts'
 import { startSsh } from './lib/ssh-path.ts'
 import { printTable } from './lib/table.ts'
 import { startTetherPath } from './lib/tether-path.ts'
@@ -47,14 +49,6 @@ const PATH_PARTS: Record<PathName, PartName[]> = {
 /** UDP runs per rate on each path: direct once; Tether ws via the relay (udp) and via the agent (udp-iotmp). */
 const UDP_WAYS: Record<PathName, number> = { direct: 1, ssh: 0, 'tether-ws': 2, 'tether-wss': 0 }
 
-const envInt = (name: string, fallback: number, min = 1): number => {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got ${raw}`)
-  return n
-}
-
 const udpRates = (process.env.BENCH_UDP_RATES || '50M,200M')
   .split(',')
   .map((s) => s.trim())
@@ -78,10 +72,7 @@ const SETTINGS: Settings = {
 
 /** BENCH_ONLY: path names select paths, part names (tcp, udp, conn) select parts; none of a kind = all. */
 const { PATHS, PARTS } = (() => {
-  const tokens = (process.env.BENCH_ONLY ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)
+  const tokens = envList('BENCH_ONLY')
   const paths: PathName[] = []
   const parts: PartName[] = []
   for (const t of tokens) {
@@ -181,26 +172,4 @@ async function main(): Promise<number> {
   return results.some((r) => r.errors.length > 0) ? 1 : 0
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: stopping`)
-    cleanup().finally(() => process.exit(130))
-  })
-}
-process.on('exit', cleanupSync)
-
-const watchdog = setTimeout(() => {
-  log(`whole run exceeded BENCH_TIMEOUT=${TOTAL_TIMEOUT_S}s: stopping`)
-  cleanup().finally(() => process.exit(124))
-}, TOTAL_TIMEOUT_S * 1000)
-watchdog.unref()
-
-let exitCode = 1
-try {
-  exitCode = await main()
-} catch (err) {
-  log(`FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
-} finally {
-  await cleanup()
-}
-process.exit(exitCode)
+await runBench(main, TOTAL_TIMEOUT_S)

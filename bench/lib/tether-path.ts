@@ -15,6 +15,9 @@ import { waitFor } from './wait.ts'
 
 const TETHER_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'tether.mjs')
 
+/** The device the agent of every Tether path registers as. */
+export const BENCH_DEVICE = 'bench-gw'
+
 export type ProxyProtocol = 'tcp' | 'udp' | 'tcp-iotmp' | 'udp-iotmp'
 
 /** Handle on a running relay + agent pair with one tcp-iotmp proxy. */
@@ -39,10 +42,13 @@ export interface TetherHandle {
 }
 
 /** An error carrying the tail of the process's log (the temp dir is removed at the end). */
-function explain(what: string, err: unknown, logFile: string): Error {
+export function explain(what: string, err: unknown, logFile: string): Error {
   const why = err === undefined ? '' : `: ${err instanceof Error ? err.message : String(err)}`
   return new Error(`${what}${why}\n--- ${path.basename(logFile)} ---\n${tailOf(logFile)}`)
 }
+
+/** Extra node arguments from a space-separated environment variable (e.g. BENCH_NODE_ARGS). */
+export const nodeArgsFrom = (name: string): string[] => (process.env[name] ?? '').split(' ').filter(Boolean)
 
 /** Writes a throw-away self-signed certificate for localhost and 127.0.0.1; returns the file names. */
 function makeCert(dir: string): { certFile: string; keyFile: string } {
@@ -57,6 +63,117 @@ function makeCert(dir: string): { certFile: string; keyFile: string } {
   return { certFile, keyFile }
 }
 
+/** A relay and the agent of device `bench-gw`, connected, with an admin API client. */
+export interface RelayAgent {
+  port: number
+  /** `http(s)://127.0.0.1:port`. */
+  api: string
+  /** The URL the agent connects to. */
+  relayUrl: string
+  /** An API call as admin. */
+  call: (method: string, route: string, body?: unknown) => Promise<HttpResponse>
+  /** The body of `res` when its status is one of `ok`; otherwise an error with the relay log's tail. */
+  expect: (res: HttpResponse, ok: number[], what: string) => Record<string, unknown>
+  relay: ChildProcess
+  agent: ChildProcess
+  logs: { relay: string; agent: string }
+}
+
+/**
+ * Starts a relay (`--tls-cert/--tls-key` with a throw-away certificate when `tls`) on a free port with data in
+ * `dir`, signs in as admin, registers device `bench-gw` and starts its agent with `--allow allow`; resolves once
+ * the relay reports the agent's connection active. Both processes are pushed onto `procs` as they start, so
+ * the caller stops them on any failure.
+ */
+export async function startRelayAndAgent(opts: {
+  dir: string
+  procs: ChildProcess[]
+  tls: boolean
+  allow: string
+  relayNodeArgs: string[]
+  agentNodeArgs: string[]
+}): Promise<RelayAgent> {
+  const { dir, procs, tls } = opts
+  const password = randomBytes(18).toString('base64url')
+  const port = await freePort()
+  const relayArgs = [
+    ...opts.relayNodeArgs,
+    TETHER_CLI,
+    'relay',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+  ]
+  relayArgs.push('--data-dir', path.join(dir, 'relay-data'))
+  let ca: string | undefined
+  let certFile: string | undefined
+  if (tls) {
+    const cert = makeCert(dir)
+    certFile = cert.certFile
+    ca = readFileSync(certFile, 'utf8')
+    relayArgs.push('--tls-cert', cert.certFile, '--tls-key', cert.keyFile)
+  }
+  const api = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`
+  const relayLog = path.join(dir, 'relay.log')
+  const relay = spawnChild('tether-relay', process.execPath, relayArgs, {
+    logFile: relayLog,
+    env: { ...process.env, TETHER_ADMIN_PASSWORD: password },
+  })
+  procs.push(relay)
+  try {
+    await waitFor('relay /healthz', async () => {
+      if (!isRunning(relay)) throw new Error(`relay exited with ${relay.exitCode ?? relay.signalCode}`)
+      return (await request('GET', `${api}/healthz`, { ca, timeoutMs: 2000 })).status === 200
+    })
+  } catch (err) {
+    throw explain('relay did not become healthy', err, relayLog)
+  }
+
+  const expect = (res: HttpResponse, ok: number[], what: string) => {
+    if (!ok.includes(res.status))
+      throw explain(`${what} answered ${res.status} ${res.text}`, undefined, relayLog)
+    return res.body as Record<string, unknown>
+  }
+  const tokenRes = await request('POST', `${api}/oauth/token`, {
+    ca,
+    body: { grant_type: 'password', username: 'admin', password },
+  })
+  const token = String(expect(tokenRes, [200], 'POST /oauth/token').access_token)
+  const call = (method: string, route: string, body?: unknown) =>
+    request(method, `${api}${route}`, { ca, token, body })
+
+  const deviceRes = await call('POST', '/v1/users/admin/devices', { device: BENCH_DEVICE, type: 'agent' })
+  const credential = String(expect(deviceRes, [200, 201], 'POST /v1/users/admin/devices').credential)
+
+  const relayUrl = tls ? `wss://localhost:${port}` : `ws://127.0.0.1:${port}`
+  // biome-ignore format: one option per line
+  const agentArgs = [
+    ...opts.agentNodeArgs, TETHER_CLI, 'agent',
+    '--relay', relayUrl,
+    '--user', 'admin',
+    '--device', BENCH_DEVICE,
+    '--credential', credential,
+    '--allow', opts.allow,
+    '--state-dir', path.join(dir, 'agent-state'),
+  ]
+  if (certFile) agentArgs.push('--ca', certFile)
+  const agentLog = path.join(dir, 'agent.log')
+  const agent = spawnChild('tether-agent', process.execPath, agentArgs, { logFile: agentLog })
+  procs.push(agent)
+  try {
+    await waitFor('agent connection.active', async () => {
+      if (!isRunning(agent)) throw new Error(`agent exited with ${agent.exitCode ?? agent.signalCode}`)
+      const res = await call('GET', `/v1/users/admin/devices/${BENCH_DEVICE}`)
+      const connection = (res.body as { connection?: { active?: boolean } } | undefined)?.connection
+      return res.status === 200 && connection?.active === true
+    })
+  } catch (err) {
+    throw explain('agent did not connect', err, agentLog)
+  }
+  return { port, api, relayUrl, call, expect, relay, agent, logs: { relay: relayLog, agent: agentLog } }
+}
+
 /**
  * Starts a Tether relay and agent as child processes, registers the device, and creates proxy `bench` to
  * `targetPort` on the agent's side.
@@ -66,84 +183,23 @@ export async function startTether(opts: { tls: boolean; targetPort: number }): P
   const procs: ChildProcess[] = []
   const stop = () => stopChildren(procs)
   try {
-    const password = randomBytes(18).toString('base64url')
-    const port = await freePort()
     // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") goes to the relay and agent processes.
-    const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
-    const relayArgs = [...nodeArgs, TETHER_CLI, 'relay', '--host', '127.0.0.1', '--port', String(port)]
-    relayArgs.push('--data-dir', path.join(dir, 'relay-data'))
-    let ca: string | undefined
-    let certFile: string | undefined
-    if (opts.tls) {
-      const cert = makeCert(dir)
-      certFile = cert.certFile
-      ca = readFileSync(certFile, 'utf8')
-      relayArgs.push('--tls-cert', cert.certFile, '--tls-key', cert.keyFile)
-    }
-    const api = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`
-    const relayLog = path.join(dir, 'relay.log')
-    const relay = spawnChild('tether-relay', process.execPath, relayArgs, {
-      logFile: relayLog,
-      env: { ...process.env, TETHER_ADMIN_PASSWORD: password },
+    const nodeArgs = nodeArgsFrom('BENCH_NODE_ARGS')
+    const { call, expect, relayUrl, api, relay, agent, logs } = await startRelayAndAgent({
+      dir,
+      procs,
+      tls: opts.tls,
+      allow: '127.0.0.1:*',
+      relayNodeArgs: nodeArgs,
+      agentNodeArgs: nodeArgs,
     })
-    procs.push(relay)
-    try {
-      await waitFor('relay /healthz', async () => {
-        if (!isRunning(relay)) throw new Error(`relay exited with ${relay.exitCode ?? relay.signalCode}`)
-        return (await request('GET', `${api}/healthz`, { ca, timeoutMs: 2000 })).status === 200
-      })
-    } catch (err) {
-      throw explain('relay did not become healthy', err, relayLog)
-    }
-
-    const expect = (res: HttpResponse, ok: number[], what: string) => {
-      if (!ok.includes(res.status))
-        throw explain(`${what} answered ${res.status} ${res.text}`, undefined, relayLog)
-      return res.body as Record<string, unknown>
-    }
-    const tokenRes = await request('POST', `${api}/oauth/token`, {
-      ca,
-      body: { grant_type: 'password', username: 'admin', password },
-    })
-    const token = String(expect(tokenRes, [200], 'POST /oauth/token').access_token)
-    const call = (method: string, route: string, body?: unknown) =>
-      request(method, `${api}${route}`, { ca, token, body })
-
-    const deviceRes = await call('POST', '/v1/users/admin/devices', { device: 'bench-gw', type: 'agent' })
-    const credential = String(expect(deviceRes, [200, 201], 'POST /v1/users/admin/devices').credential)
-
-    const relayUrl = opts.tls ? `wss://localhost:${port}` : `ws://127.0.0.1:${port}`
-    // biome-ignore format: one option per line
-    const agentArgs = [
-      ...nodeArgs, TETHER_CLI, 'agent',
-      '--relay', relayUrl,
-      '--user', 'admin',
-      '--device', 'bench-gw',
-      '--credential', credential,
-      '--allow', '127.0.0.1:*',
-      '--state-dir', path.join(dir, 'agent-state'),
-    ]
-    if (certFile) agentArgs.push('--ca', certFile)
-    const agentLog = path.join(dir, 'agent.log')
-    const agent = spawnChild('tether-agent', process.execPath, agentArgs, { logFile: agentLog })
-    procs.push(agent)
-    try {
-      await waitFor('agent connection.active', async () => {
-        if (!isRunning(agent)) throw new Error(`agent exited with ${agent.exitCode ?? agent.signalCode}`)
-        const res = await call('GET', '/v1/users/admin/devices/bench-gw')
-        const connection = (res.body as { connection?: { active?: boolean } } | undefined)?.connection
-        return res.status === 200 && connection?.active === true
-      })
-    } catch (err) {
-      throw explain('agent did not connect', err, agentLog)
-    }
 
     const addProxy: TetherHandle['addProxy'] = async (id, targetPort, proxyOpts = {}) => {
       const protocol = proxyOpts.protocol ?? 'tcp-iotmp'
       const sourcePort = proxyOpts.sourcePort ?? (await freePort())
       const tcp = protocol.startsWith('tcp')
       const target = protocol.endsWith('-iotmp')
-        ? { type: 'device', user: 'admin', device: 'bench-gw', address: '127.0.0.1', port: targetPort }
+        ? { type: 'device', user: 'admin', device: BENCH_DEVICE, address: '127.0.0.1', port: targetPort }
         : { type: 'host', address: '127.0.0.1', port: targetPort }
       const res = await call('POST', '/v1/server/proxies', {
         id,
@@ -166,7 +222,7 @@ export async function startTether(opts: { tls: boolean; targetPort: number }): P
       proxyStatus,
       relayPid: relay.pid!,
       agentPid: agent.pid!,
-      info: { relayUrl, api, logs: { relay: relayLog, agent: agentLog } },
+      info: { relayUrl, api, logs },
       stop,
     }
   } catch (err) {
