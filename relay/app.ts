@@ -199,6 +199,8 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     devices,
     traffic,
     properties,
+    buckets,
+    endpoints,
     publicUrl: config.publicUrl,
   })
   await app.register(proxiesPlugin, {

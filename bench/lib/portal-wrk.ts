@@ -98,8 +98,9 @@ export function wrkArgs(
   seconds: number,
   url: string,
   headers: Record<string, string>,
+  extra: string[] = [],
 ): string[] {
-  const args = ['-t', String(s.threads), '-c', String(s.connections), '-d', `${seconds}s`]
+  const args = ['-t', String(s.threads), '-c', String(s.connections), '-d', `${seconds}s`, ...extra]
   args.push('--timeout', `${s.timeoutSeconds}s`, '--latency')
   for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`)
   args.push(url)
@@ -113,8 +114,9 @@ export async function runWrk(
   seconds: number,
   url: string,
   headers: Record<string, string> = {},
+  extra: string[] = [],
 ): Promise<WrkResult> {
-  const args = wrkArgs(s, seconds, url, headers)
+  const args = wrkArgs(s, seconds, url, headers, extra)
   const res = await runChild('wrk', wrk, args, `wrk ${url}`, (seconds + s.timeoutSeconds + 30) * 1000)
   if (res.code !== 0) throw new Error(`wrk exited ${res.code}: ${res.stderr || res.stdout}`)
   return parseWrk(res.stdout)

@@ -69,7 +69,11 @@ export class DeviceTraffic {
     r.messages += messages
     if (t.ignored) r.ignored++
     const day = dayOf(now)
-    const d = (r.days[day] ??= { messages: 0, rx_bytes: 0, tx_bytes: 0 })
+    let d = r.days[day]
+    if (!d) {
+      d = { messages: 0, rx_bytes: 0, tx_bytes: 0 }
+      r.days[day] = d
+    }
     d.messages += messages
     d.rx_bytes += t.rx
     d.tx_bytes += t.tx

@@ -1,5 +1,8 @@
 /** HTTP devices and their callbacks over real HTTP (Thinger-compatible paths and token). */
 import assert from 'node:assert/strict'
+import { EventEmitter, once } from 'node:events'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import { seenRecently } from '../../relay/devices/index.ts'
 import type { DeviceRecord } from '../../relay/devices/schemas.ts'
@@ -239,3 +242,76 @@ test('properties: CRUD with Thinger paths, merge PATCH, bulk delete, and another
     assert.equal(res.status, 404, `${method} ${path}`)
   }
 })
+
+test('write_bucket stores each element as a point, ts honoured; call_endpoint never delays the device', async (t) => {
+  const relay = await startTestRelay(t)
+  const o = await httpDevice(relay, 'logger')
+  // An endpoint target that holds every request until the test lets it go.
+  const received: unknown[] = []
+  const held: http.ServerResponse[] = []
+  const arrived = new EventEmitter()
+  const target = http.createServer((req, res) => {
+    let text = ''
+    req.on('data', (c) => {
+      text += c
+    })
+    req.on('end', () => {
+      received.push(JSON.parse(text))
+      held.push(res)
+      arrived.emit('request')
+    })
+  })
+  await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve))
+  t.after(() => {
+    for (const res of held) res.end()
+    target.close()
+  })
+  const port = (target.address() as AddressInfo).port
+  assert.equal((await relay.api('POST', '/v1/users/admin/buckets', { bucket: 'readings' })).status, 201)
+  const endpoint = await relay.api('POST', '/v1/users/admin/endpoints', {
+    endpoint: 'forward',
+    type: 'http',
+    config: { method: 'POST', url: `http://127.0.0.1:${port}/in` },
+  })
+  assert.equal(endpoint.status, 201, JSON.stringify(endpoint.body))
+  await relay.api('PUT', '/v3/users/admin/devices/logger/callback', {
+    actions: {
+      write_bucket: 'readings',
+      call_endpoint: 'forward',
+      set_property: 'last',
+      send_property: 'last',
+    },
+  })
+
+  const body = [
+    { ts: 1_700_000_000_000, temp: 20 },
+    { ts: 1_700_000_001_000, temp: 21 },
+  ]
+  const first = arrivedOnce(arrived)
+  const res = await post(o.url, o.token, JSON.stringify(body))
+  // The device has its answer (the stored property) while the endpoint still holds the forwarded call.
+  assert.equal(res.status, 200)
+  assert.deepEqual(JSON.parse(res.text), body)
+  await first
+  assert.equal(held.length, 1)
+  assert.deepEqual(received, [body])
+
+  const points = await relay.api<Array<{ ts: number; val: unknown }>>(
+    'GET',
+    '/v1/users/admin/buckets/readings/data?sort=asc',
+  )
+  assert.deepEqual(points.body, [
+    { ts: 1_700_000_000_000, val: { temp: 20 } },
+    { ts: 1_700_000_001_000, val: { temp: 21 } },
+  ])
+
+  // A disabled bucket refuses the write, and the device is told.
+  await relay.api('PUT', '/v1/users/admin/buckets/readings', { enabled: false })
+  const refused = await post(o.url, o.token, '{"temp":22}')
+  assert.equal(refused.status, 409)
+  assert.match(refused.text, /disabled/)
+})
+
+function arrivedOnce(emitter: EventEmitter): Promise<unknown> {
+  return once(emitter, 'request')
+}
