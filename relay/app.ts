@@ -15,6 +15,7 @@ import { BucketService, bucketsPlugin, levelBucketsStore, levelPointsStore } fro
 import callbacksPlugin from './callbacks/index.ts'
 import { loadRelayConfig, type RelayConfig } from './config.ts'
 import { trackAgentTraffic } from './devices/agent-traffic.ts'
+import { cachedDevicesStore } from './devices/cached-devices-store.ts'
 import { DeviceTraffic } from './devices/device-traffic.ts'
 import { levelDevicesStore } from './devices/devices-store.ts'
 import devicesPlugin from './devices/index.ts'
@@ -93,7 +94,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey as string) }
     : undefined
 
-  const devices = levelDevicesStore(store.table('devices'))
+  const devices = cachedDevicesStore(levelDevicesStore(store.table('devices')))
   const buckets = await BucketService.open({
     buckets: levelBucketsStore(store.table('buckets')),
     points: levelPointsStore(store.db),

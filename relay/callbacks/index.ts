@@ -13,7 +13,7 @@ import type { CallbackSettings } from '../devices/schemas.ts'
 import { DeviceParams, type DeviceRecord, CallbackSettings as SettingsSchema } from '../devices/schemas.ts'
 import { RelayErrors } from '../errors.ts'
 import type { PropertyService } from '../properties/property-service.ts'
-import { isCallbackToken, signCallbackToken } from './callback-token.ts'
+import { CallbackTokens } from './callback-token.ts'
 import { CallbackOverview, type CallbackSettingsView } from './schemas.ts'
 
 /** Where `write_bucket` stores a callback body (the buckets capability). */
@@ -43,6 +43,7 @@ const EXAMPLE_BODY = { temperature: 21.5, humidity: 48 }
 
 export default async function callbacksPlugin(app: FastifyInstance, opts: CallbacksOptions) {
   const { devices, traffic, properties } = opts
+  const tokens = new CallbackTokens(app)
   const owner = { onRequest: app.requireOwner }
   const errors = { '4xx': ErrorResponse }
 
@@ -63,7 +64,7 @@ export default async function callbacksPlugin(app: FastifyInstance, opts: Callba
   const overview = (req: FastifyRequest, record: DeviceRecord): CallbackOverview => {
     const origin = opts.publicUrl ?? `${req.protocol}://${req.headers.host ?? req.hostname}`
     const url = `${origin}/v3/users/${record.user}/devices/${record.device}/callback/data`
-    const token = signCallbackToken(app, record)
+    const token = tokens.sign(record)
     const body = JSON.stringify(EXAMPLE_BODY)
     return {
       url,
@@ -124,7 +125,7 @@ export default async function callbacksPlugin(app: FastifyInstance, opts: Callba
     const authenticated = async (req: FastifyRequest): Promise<DeviceRecord> => {
       const { user, device } = req.params as Params
       const record = await devices.get(user, device)
-      if (!record || !isCallbackToken(app, bearerToken(req), record)) {
+      if (!record || !tokens.matches(bearerToken(req), record)) {
         throw new RelayErrors.TETHER_ERR_UNAUTHORIZED('invalid callback token for this device')
       }
       if (!record.enabled) throw new RelayErrors.TETHER_ERR_FORBIDDEN(`device ${device} is disabled`)

@@ -68,3 +68,24 @@ test('a scoped token reaches only its resources, with only its access, and never
   })
   assert.equal(bad.status, 400)
 })
+
+test('a read-only token for one bucket reads its points and nothing else', async (t) => {
+  const relay = await startTestRelay(t)
+  for (const bucket of ['public', 'private']) {
+    await relay.api('POST', '/v1/users/admin/buckets', { bucket })
+    await relay.api('POST', `/v1/users/admin/buckets/${bucket}/data`, { ts: 1000, v: bucket })
+  }
+  const { body } = await relay.api<Created>('POST', '/v1/users/admin/tokens', {
+    name: 'dashboard',
+    scopes: [{ type: 'bucket', id: 'public', access: 'read' }],
+  })
+  const as = (method: string, path: string, data?: unknown) => relay.api(method, path, data, body.token)
+  const read = await as('GET', '/v1/users/admin/buckets/public/data')
+  assert.equal(read.status, 200)
+  assert.deepEqual(read.body, [{ ts: 1000, val: { v: 'public' } }])
+  assert.equal((await as('GET', '/v1/users/admin/buckets/public/export?format=ndjson')).status, 200)
+  assert.equal((await as('POST', '/v1/users/admin/buckets/public/data', { v: 'x' })).status, 403)
+  assert.equal((await as('DELETE', '/v1/users/admin/buckets/public')).status, 403)
+  assert.equal((await as('GET', '/v1/users/admin/buckets/private/data')).status, 403)
+  assert.equal((await as('GET', '/v1/users/admin/buckets')).status, 403)
+})
