@@ -15,7 +15,6 @@ import { BucketService, bucketsPlugin, levelBucketsStore, levelPointsStore } fro
 import callbacksPlugin from './callbacks/index.ts'
 import { loadRelayConfig, type RelayConfig } from './config.ts'
 import { trackAgentTraffic } from './devices/agent-traffic.ts'
-import { cachedDevicesStore } from './devices/cached-devices-store.ts'
 import { DeviceTraffic } from './devices/device-traffic.ts'
 import { levelDevicesStore } from './devices/devices-store.ts'
 import devicesPlugin from './devices/index.ts'
@@ -33,6 +32,7 @@ import { PropertyService } from './properties/property-service.ts'
 import proxiesPlugin from './proxies/index.ts'
 import { levelProxiesStore } from './proxies/proxies-store.ts'
 import { ProxyManager } from './proxies/proxy-manager.ts'
+import { cachedTable } from './store/cached-table.ts'
 import { openLevelStore } from './store/level-store.ts'
 import { formatValidationErrors } from './validation-messages.ts'
 import consolePlugin from './web/index.ts'
@@ -94,9 +94,10 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey as string) }
     : undefined
 
-  const devices = cachedDevicesStore(levelDevicesStore(store.table('devices')))
+  // Read on every callback, agent connect and request: cached (see cachedTable).
+  const devices = levelDevicesStore(cachedTable(store.table('devices')))
   const buckets = await BucketService.open({
-    buckets: levelBucketsStore(store.table('buckets')),
+    buckets: levelBucketsStore(cachedTable(store.table('buckets'))),
     points: levelPointsStore(store.db),
     log: logger.child({ component: 'buckets' }),
   })
@@ -178,7 +179,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
 
   app.get('/healthz', async () => ({ status: 'ok', agents: hub.size }))
   await app.register(authPlugin, {
-    users: levelUsersStore(store.table('users')),
+    users: levelUsersStore(cachedTable(store.table('users'))),
     apiTokens: store.table<ApiTokenRecord>('api-tokens'),
     meta: store.table<string>('meta'),
     accessTokenTtlSec: config.accessTokenTtlSec,

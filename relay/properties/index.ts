@@ -105,42 +105,26 @@ export default async function propertiesPlugin(
     async (req) => load(req.params as Params),
   )
 
-  app.put(
-    `${base}/:property`,
-    {
-      ...owner,
-      schema: {
-        params: PropertyParams,
-        body: PropertyValueSchema,
-        response: { 200: PropertyView, ...errors },
-      },
-    },
-    async (req) => {
-      const p = req.params as Params
-      await deviceMustExist(p)
-      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(p.property)) {
-        throw new RelayErrors.TETHER_ERR_BAD_REQUEST('params/property must match ^[A-Za-z0-9_.-]{1,64}$')
-      }
-      return properties.set(p.user, p.device, p.property, (req.body as PropertyValue).value)
-    },
-  )
+  /** PUT and PATCH of one property: a `{value}` body, the property back. */
+  const valueRoute = {
+    ...owner,
+    schema: { params: PropertyParams, body: PropertyValueSchema, response: { 200: PropertyView, ...errors } },
+  }
 
-  app.patch(
-    `${base}/:property`,
-    {
-      ...owner,
-      schema: {
-        params: PropertyParams,
-        body: PropertyValueSchema,
-        response: { 200: PropertyView, ...errors },
-      },
-    },
-    async (req) => {
-      const p = req.params as Params
-      await load(p)
-      return properties.patch(p.user, p.device, p.property, (req.body as PropertyValue).value)
-    },
-  )
+  app.put(`${base}/:property`, valueRoute, async (req) => {
+    const p = req.params as Params
+    await deviceMustExist(p)
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(p.property)) {
+      throw new RelayErrors.TETHER_ERR_BAD_REQUEST('params/property must match ^[A-Za-z0-9_.-]{1,64}$')
+    }
+    return properties.set(p.user, p.device, p.property, (req.body as PropertyValue).value)
+  })
+
+  app.patch(`${base}/:property`, valueRoute, async (req) => {
+    const p = req.params as Params
+    await load(p)
+    return properties.patch(p.user, p.device, p.property, (req.body as PropertyValue).value)
+  })
 
   app.delete(
     `${base}/:property`,

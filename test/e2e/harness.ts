@@ -87,6 +87,18 @@ export async function startTestRelay(
   return handle
 }
 
+/** A `user`-role account (created by the admin), logged in, with the API bound to its own token. */
+export async function createUserWithToken(relay: TestRelay, name: string) {
+  const password = `password-of-${name}`
+  const created = await relay.api('POST', '/v1/users', { username: name, password, role: 'user' })
+  if (created.status !== 201)
+    throw new Error(`user create failed: ${created.status} ${JSON.stringify(created.body)}`)
+  const { access_token: token } = await login(relay, name, password)
+  const api = <T = unknown>(method: string, path: string, body?: unknown) =>
+    relay.api<T>(method, path, body, token)
+  return { name, token, api }
+}
+
 /** Password grant; returns the token response. */
 export async function login(relay: TestRelay, username: string, password: string) {
   const res = await relay.api<{ access_token: string }>(

@@ -1,6 +1,6 @@
 /** Shared helpers of the bucket tests: users with their own tokens, bulk writes, error assertions. */
 import assert from 'node:assert/strict'
-import { login, type TestRelay } from '../../e2e/harness.ts'
+import { createUserWithToken, type TestRelay } from '../../e2e/harness.ts'
 
 export interface BucketView {
   bucket: string
@@ -46,16 +46,7 @@ export function assertError(res: { status: number; body: unknown }, status: numb
 
 /** Creates a `user`-role account (as admin) and logs it in. */
 export async function createUser(relay: TestRelay, name: string): Promise<TestUser> {
-  const password = `password-of-${name}`
-  const created = await relay.api('POST', '/v1/users', { username: name, password, role: 'user' })
-  assert.equal(created.status, 201, JSON.stringify(created.body))
-  const { access_token: token } = await login(relay, name, password)
-  return {
-    name,
-    token,
-    base: `/v1/users/${name}/buckets`,
-    api: (method, path, body) => relay.api(method, path, body, token),
-  }
+  return { ...(await createUserWithToken(relay, name)), base: `/v1/users/${name}/buckets` }
 }
 
 /** Creates a bucket and asserts the 201. */

@@ -5,7 +5,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { TestContext } from 'node:test'
 import type { CallEvent } from '../../../relay/endpoints/endpoint-service.ts'
-import { login, type TestRelay } from '../../e2e/harness.ts'
+import { createUserWithToken, type TestRelay } from '../../e2e/harness.ts'
 
 export interface ErrorBody {
   error: { code: string; message: string }
@@ -44,16 +44,7 @@ export interface TestUser {
 
 /** Creates a `user`-role account and logs it in. */
 export async function createUser(relay: TestRelay, name: string): Promise<TestUser> {
-  const password = `password-of-${name}`
-  const created = await relay.api('POST', '/v1/users', { username: name, password, role: 'user' })
-  assert.equal(created.status, 201, JSON.stringify(created.body))
-  const { access_token: token } = await login(relay, name, password)
-  return {
-    name,
-    token,
-    path: `/v1/users/${name}/endpoints`,
-    api: (method, path, body) => relay.api(method, path, body, token),
-  }
+  return { ...(await createUserWithToken(relay, name)), path: `/v1/users/${name}/endpoints` }
 }
 
 /** An http endpoint definition aimed at `url`. */
