@@ -64,8 +64,12 @@ export default async function portalsPlugin(app: FastifyInstance, opts: PortalsO
     '/v1/users/:user/devices/:device/proxies/:proxy/portal',
     {
       ...owner,
+      // The body is optional: a bare `curl -X POST` asks for a link with the default lifetime.
+      preValidation: async (req) => {
+        if (req.body === undefined) req.body = {}
+      },
       schema: {
-        body: Type.Optional(PortalLinkRequest),
+        body: PortalLinkRequest,
         response: { 201: PortalLink, ...errors },
       },
     },

@@ -141,6 +141,11 @@ test('only the device owner or an admin gets a portal link; bad bodies get 400',
   assert.equal(denied.status, 404)
   const bad = await p.link({ ttl_sec: 'soon' })
   assert.equal(bad.status, 400)
+  const bare = await fetch(`${p.relay.relay.url}/v1/users/admin/devices/gw/proxies/web/portal`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${p.relay.token}` },
+  })
+  assert.equal(bare.status, 201, 'the body is optional')
   const unknown = await p.relay.api('POST', '/v1/users/admin/devices/gw/proxies/nope/portal', {})
   assert.equal(unknown.status, 404)
   assert.equal((await p.relay.api('GET', '/v1/server/proxies/web')).status, 200)
