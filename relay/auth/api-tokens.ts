@@ -76,18 +76,25 @@ function addressed(req: FastifyRequest): { type: TokenScope['type']; id: string 
   return undefined
 }
 
+/** Whether `scopes` grant `access` to one resource. */
+export function scopesAllow(
+  scopes: readonly TokenScope[],
+  type: TokenScope['type'],
+  id: string,
+  access: 'read' | 'write',
+): boolean {
+  return scopes.some(
+    (s) => s.type === type && (s.id === '*' || s.id === id) && (s.access === 'all' || s.access === access),
+  )
+}
+
 /** Why a scoped token may not make this request, or undefined when a scope covers it. */
 export function scopeRefusal(scopes: readonly TokenScope[], req: FastifyRequest): string | undefined {
   const target = addressed(req)
   const read = req.method === 'GET' || req.method === 'HEAD'
   const path = req.url.split('?')[0]
   if (!target) return `this token is scoped and ${req.method} ${path} names no bucket, device or endpoint`
-  const ok = scopes.some(
-    (s) =>
-      s.type === target.type &&
-      (s.id === '*' || s.id === target.id) &&
-      (s.access === 'all' || s.access === (read ? 'read' : 'write')),
-  )
+  const ok = scopesAllow(scopes, target.type, target.id, read ? 'read' : 'write')
   return ok
     ? undefined
     : `this token's scopes do not allow ${read ? 'reading' : 'writing'} ${target.type} ${target.id}`

@@ -337,8 +337,9 @@ export class BucketService {
       const step = await this.#points.deleteOldest(user, bucket, { ...range, min_ts: min }, this.#deleteChunk)
       total += step.deleted
       if (step.deleted < this.#deleteChunk || step.last_ts === undefined) break
-      // Restart after the last deleted key: seeking past the tombstones keeps each step cheap.
-      min = step.last_ts + 1
+      // Restart at the last deleted ts, not after it: points of one millisecond (ts.seq keys) may straddle two
+      // chunks. The deleted keys are gone, so the seek lands on what is left of that millisecond.
+      min = step.last_ts
       await nextTurn()
     }
     return total

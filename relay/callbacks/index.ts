@@ -3,6 +3,7 @@
  * `…/callback/data`, where a device (or a cloud backend) posts JSON with its callback token and gets data back.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { scopesAllow } from '../auth/api-tokens.ts'
 import { bearerToken } from '../auth/index.ts'
 import { randomSecret } from '../auth/passwords.ts'
 import { ErrorResponse } from '../auth/schemas.ts'
@@ -82,7 +83,17 @@ export default async function callbacksPlugin(app: FastifyInstance, opts: Callba
   app.get(
     base,
     { ...owner, schema: { params: DeviceParams, response: { 200: CallbackOverview, ...errors } } },
-    async (req) => overview(req, await httpDevice(req.params as Params)),
+    async (req) => {
+      const params = req.params as Params
+      // The overview hands out the callback token, which writes: a read-only scoped token may not see it.
+      const scopes = req.principal?.scopes
+      if (scopes && !scopesAllow(scopes, 'device', params.device, 'write')) {
+        throw new RelayErrors.TETHER_ERR_FORBIDDEN(
+          `the callback overview holds a write token: this token's scopes do not allow writing device ${params.device}`,
+        )
+      }
+      return overview(req, await httpDevice(params))
+    },
   )
 
   app.put(

@@ -10,7 +10,8 @@ export const portalConfigFields = {
   }),
   portalMode: Type.Union([Type.Literal('subdomain'), Type.Literal('path')], {
     default: 'subdomain',
-    description: 'subdomain: one origin per portal (recommended); path: /portal/<label>/ on the relay origin',
+    description:
+      'subdomain: one origin per portal (recommended); path: /portal/<label>/ on the relay origin, where device pages share the console origin (trusted devices only)',
   }),
   portalSessionTtlSec: Type.Integer({
     minimum: 60,

@@ -260,8 +260,37 @@ export class PortalServer {
     })
     upstream.once('response', (answer) => {
       upstream.setTimeout(0) // streams (SSE, long downloads) may stay quiet for long
-      const flat = responseHeaders(answer.rawHeaders, view).flat()
-      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, flat)
+      const status = answer.statusCode ?? 0
+      // Drops the device's connection; its late errors must not touch the page answered instead.
+      const drop = () => {
+        upstream.removeAllListeners('error')
+        upstream.on('error', () => {})
+        answer.destroy()
+        upstream.destroy()
+      }
+      // A device may send anything: a status Node cannot write (000, 099) or a header or reason phrase with
+      // control characters would throw in writeHead and take the relay down. Node's own reason phrase is used.
+      if (status < 100 || status > 599) {
+        drop()
+        entry.stats.error(`device answered an invalid status ${status}`)
+        sendPortalPage(
+          res,
+          502,
+          'Invalid answer from the device',
+          `The device answered with HTTP status ${status}.`,
+        )
+        return
+      }
+      try {
+        res.writeHead(status, responseHeaders(answer.rawHeaders, view).flat())
+      } catch (err) {
+        drop()
+        entry.stats.error(`device answer not forwardable: ${(err as Error).message}`)
+        if (!res.headersSent)
+          sendPortalPage(res, 502, 'Invalid answer from the device', (err as Error).message)
+        else res.destroy()
+        return
+      }
       // A response of unknown length (event streams, chunked pages): headers now, not with the first chunk.
       if (answer.headers['content-length'] === undefined) res.flushHeaders()
       // pipe, not pipeline: pipeline's AbortController costs ~20 % of the relay's CPU per small request.

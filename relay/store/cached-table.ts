@@ -8,22 +8,29 @@ import type { KeyValueTable } from './level-store.ts'
 /** Wraps `table` with a read-through, write-through cache; records are handed out as copies. */
 export function cachedTable<V>(table: KeyValueTable<V>): KeyValueTable<V> {
   const cache = new Map<string, V>()
+  // Bumped by every put and del: a read that started before one must not cache what it read.
+  let generation = 0
   return {
     async get(key) {
       let value = cache.get(key)
       if (value === undefined) {
+        const before = generation
         value = await table.get(key)
-        if (value !== undefined) cache.set(key, value)
+        if (value !== undefined && generation === before) cache.set(key, value)
       }
       // A caller that edits a record must not change the cached one before it is saved.
       return value === undefined ? undefined : structuredClone(value)
     },
     async put(key, value) {
+      generation++
       await table.put(key, value)
+      generation++
       cache.set(key, structuredClone(value))
     },
     async del(key) {
+      generation++
       await table.del(key)
+      generation++
       cache.delete(key)
     },
     values: (prefix) => table.values(prefix),

@@ -1,38 +1,13 @@
 /** The `tether` CLI as a user runs it: a real child process against a real relay. */
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { promisify } from 'node:util'
 import { agentConfigFrom } from '../../cli/agent-command.ts'
-import {
-  connect,
-  createAgentDevice,
-  echoServer,
-  readAll,
-  startTestAgent,
-  startTestRelay,
-  tcpServer,
-} from '../e2e/harness.ts'
-import { cookieFrom, portalRequest } from '../e2e/portal/portal-harness.ts'
-
-const CLI = new URL('../../cli/tether.mjs', import.meta.url).pathname
-const run = promisify(execFile)
-
-/** Runs `tether …args`; resolves with stdout/stderr and the exit code (never throws on non-zero). */
-async function tether(args: string[], env: Record<string, string> = {}) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env },
-    })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string }
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr }
-  }
-}
+import { connect, echoServer, readAll, startTestAgent, startTestRelay } from '../e2e/harness.ts'
+import { CLI, tether } from './run-tether.ts'
 
 test('every subcommand has --help', async () => {
   const commands = [
@@ -136,78 +111,6 @@ test('login, device add/list/rm and proxy add/list/rm against a running relay', 
   const gone = await tether(['device', 'rm', 'gw1'], env)
   assert.equal(gone.code, 1)
   assert.match(gone.stderr, /404 device admin\/gw1 not found/)
-})
-
-test('proxy add --protocol http-iotmp and proxy portal: a signed link that opens the device web UI', async (t) => {
-  const relay = await startTestRelay(t)
-  const env = { TETHER_RELAY_URL: relay.relay.url, TETHER_TOKEN: relay.token }
-  const web = await tcpServer(t, (socket) => {
-    socket.once('data', () =>
-      socket.end('HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nlan page'),
-    )
-  })
-  const credential = await createAgentDevice(relay, 'gw1')
-  const { agent } = await startTestAgent(t, {
-    relay: relay.relay.iotmpUrl,
-    device: 'gw1',
-    credential,
-    allow: [`127.0.0.1:${web}`],
-  })
-  await agent.connected()
-  const add = [
-    'proxy',
-    'add',
-    'ui',
-    '--protocol',
-    'http-iotmp',
-    '--device',
-    'admin/gw1',
-    '--target',
-    `127.0.0.1:${web}`,
-  ]
-  const added = await tether(add, env)
-  assert.equal(added.code, 0, added.stderr)
-  assert.match(
-    added.stdout,
-    new RegExp(`portal ui ready: open ${relay.relay.url}/console/devices/gw1/portal/ui`),
-  )
-  assert.match(
-    (await tether(['proxy', 'list'], env)).stdout,
-    /ui\s+http-iotmp\s+-\s+admin\/gw1 \S+\s+true\s+portal/,
-  )
-
-  const portal = await tether(['proxy', 'portal', 'ui'], env)
-  assert.equal(portal.code, 0, portal.stderr)
-  const url = new URL(portal.stdout.split('\n')[0] as string)
-  assert.match(url.hostname, /^ui-gw1-[0-9a-f]{8}\.portal\.localhost$/)
-  const opened = await portalRequest(relay.relay.port, url.host, url.pathname + url.search)
-  assert.equal(opened.status, 302)
-  const cookie = cookieFrom(opened.headers, 'tether_portal') as string
-  const page = await portalRequest(relay.relay.port, url.host, '/', { headers: { cookie } })
-  assert.equal(page.body.toString(), 'lan page')
-})
-
-test('user add and device add --type http: a new user posts to its device callback', async (t) => {
-  const relay = await startTestRelay(t)
-  const env = { TETHER_RELAY_URL: relay.relay.url, TETHER_TOKEN: relay.token }
-  const added = await tether(['user', 'add', 'carol'], env)
-  assert.equal(added.code, 0, added.stderr)
-  const password = /password: (\S+)/.exec(added.stdout)?.[1] as string
-  assert.match((await tether(['user', 'list'], env)).stdout, /carol\s+user\s+true/)
-  const login = await tether(['login', '-u', 'carol', '-p', password], env)
-  assert.equal(login.code, 0, login.stderr)
-  const carol = { ...env, TETHER_TOKEN: login.stdout.trim(), TETHER_USER: 'carol' }
-  const device = await tether(['device', 'add', 'sensor', '--type', 'http'], carol)
-  assert.equal(device.code, 0, device.stderr)
-  const url = /callback URL: (\S+)/.exec(device.stdout)?.[1] as string
-  const token = /token: (\S+)/.exec(device.stdout)?.[1] as string
-  assert.equal(url, `${relay.relay.url}/v3/users/carol/devices/sensor/callback/data`)
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}` },
-    body: '{"t":1}',
-  })
-  assert.equal(res.status, 200)
 })
 
 test('admin commands without a token fail with the API message', async (t) => {

@@ -57,6 +57,8 @@ test('a scoped token reaches only its resources, with only its access, and never
   const as = (method: string, path: string, body?: unknown) => relay.api(method, path, body, token)
   assert.equal((await as('GET', '/v3/users/admin/devices/dev/properties/p')).status, 200)
   assert.equal((await as('GET', '/v1/users/admin/devices/dev')).status, 200)
+  const overview = await as('GET', '/v3/users/admin/devices/dev/callback')
+  assert.equal(overview.status, 403, "the callback overview holds the device's write token")
   assert.equal((await as('PUT', '/v3/users/admin/devices/dev/properties/p', { value: 2 })).status, 403)
   assert.equal((await as('GET', '/v1/users/admin/devices/other')).status, 403)
   assert.equal((await as('GET', '/v1/users/admin/devices')).status, 403, 'a list names no single resource')

@@ -46,3 +46,32 @@ test('reads hit the table once per key, writes and deletes stay exact, edits nee
   await cached.get('b')
   assert.equal(inner.reads, 3)
 })
+
+test('a read that started before a put or del never caches what it read', async () => {
+  const data = new Map<string, { enabled: boolean }>([['d', { enabled: true }]])
+  let release: () => void = () => {}
+  const slow: KeyValueTable<{ enabled: boolean }> = {
+    async get(key) {
+      const value = data.get(key)
+      await new Promise<void>((resolve) => {
+        release = resolve
+      })
+      return value
+    },
+    async put(key, value) {
+      data.set(key, value)
+    },
+    async del(key) {
+      data.delete(key)
+    },
+    async values() {
+      return [...data.values()]
+    },
+  }
+  const cached = cachedTable(slow)
+  const stale = cached.get('d') // reads { enabled: true } and waits
+  await cached.put('d', { enabled: false })
+  release()
+  assert.deepEqual(await stale, { enabled: true })
+  assert.deepEqual(await cached.get('d'), { enabled: false }, 'the put wins over the older read')
+})

@@ -5,7 +5,7 @@ import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { freePort } from '../harness.ts'
+import { freePort, tcpServer } from '../harness.ts'
 import { startDeviceApp } from './device-app.ts'
 import { portalRequest, startPortal, type TestPortal } from './portal-harness.ts'
 
@@ -106,4 +106,21 @@ test('path mode: prefix stripped, X-Forwarded-Prefix sent, Location and cookie p
     (await portalRequest(port, url.host, prefix, { headers: { cookie } })).headers.location,
     `${prefix}/`,
   )
+})
+
+test('a device answering garbage gets a 502 page, and the relay stays up', async (t) => {
+  const answers = ['HTTP/1.1 000 OK', 'HTTP/1.1 099 Odd', 'HTTP/1.1 200 O\x01K']
+  let next = 0
+  const port = await tcpServer(t, (socket) => {
+    socket.once('data', () => socket.end(`${answers[next++]}\r\ncontent-length: 2\r\n\r\nhi`))
+  })
+  const p = await startPortal(t, { devicePort: port })
+  const cookie = await p.session()
+  for (const answer of answers) {
+    const res = await portalRequest(p.relay.relay.port, p.host, '/', { headers: { cookie } })
+    assert.ok([200, 502].includes(res.status), `${JSON.stringify(answer)} → ${res.status}`)
+    if (res.status === 502)
+      assert.match(res.body.toString(), /Invalid answer from the device|closed the connection/)
+  }
+  assert.equal((await fetch(`${p.relay.relay.url}/healthz`)).status, 200)
 })

@@ -31,3 +31,15 @@ test('points of one millisecond: none overwritten, and pages end between millise
   }
   assert.deepEqual(seen, ['old-again', ...burst.map((p) => p.n), 'future'])
 })
+
+test('deleting a bucket removes every point, even when more than a delete chunk share one millisecond', async (t) => {
+  const relay = await startTestRelay(t)
+  await relay.api('POST', '/v1/users/admin/buckets', { bucket: 'b' })
+  const burst = Array.from({ length: 1500 }, (_, i) => ({ i, secret: 'old-data' }))
+  assert.equal((await relay.api('POST', '/v1/users/admin/buckets/b/data', burst)).status, 200)
+  assert.equal((await relay.api('DELETE', '/v1/users/admin/buckets/b')).status, 204)
+  // Re-creating the id waits for the purge of the old points.
+  assert.equal((await relay.api('POST', '/v1/users/admin/buckets', { bucket: 'b' })).status, 201)
+  const read = await relay.api<unknown[]>('GET', '/v1/users/admin/buckets/b/data?items=1000')
+  assert.deepEqual(read.body, [], 'a re-created bucket starts empty')
+})
