@@ -15,6 +15,18 @@ export function withAdminOptions(cmd: Command): Command {
     .addOption(new Option('--token <token>', 'access token (tether login)').env('TETHER_TOKEN'))
 }
 
+/** The user a token belongs to (its `usr` claim), read without verifying: only to pick a default. */
+export function tokenUser(token: string | undefined): string | undefined {
+  try {
+    const payload = JSON.parse(Buffer.from(token?.split('.')[1] ?? '', 'base64url').toString()) as {
+      usr?: unknown
+    }
+    return typeof payload.usr === 'string' ? payload.usr : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** Calls the relay API; throws an Error carrying the API's error message. */
 export async function api<T = unknown>(
   opts: AdminOptions,

@@ -1,8 +1,14 @@
 /** `tether device add|list|rm`: manage a user's devices through the relay API. */
 import { Command, Option } from 'commander'
-import { api, printTable, withAdminOptions } from './admin-client.ts'
+import { api, printTable, tokenUser, withAdminOptions } from './admin-client.ts'
 
-const ownerOption = () => new Option('--user <user>', 'device owner').env('TETHER_USER').default('admin')
+const ownerOption = () =>
+  new Option('--user <user>', "device owner (default: the token's user)").env('TETHER_USER')
+
+/** Resolves `--user`: given, else the user of the token, else admin. */
+function withOwner<T extends { user?: string; token?: string }>(o: T): T & { user: string } {
+  return { ...o, user: o.user ?? tokenUser(o.token) ?? 'admin' }
+}
 
 export function deviceCommand(): Command {
   const cmd = new Command('device').description('manage devices (agents and HTTP devices)')
@@ -16,7 +22,8 @@ export function deviceCommand(): Command {
         .option('--name <name>', 'display name')
         .option('--description <text>', 'description')
         .option('--credential <secret>', 'set the credential instead of generating one'),
-    ).action(async (id: string, o) => {
+    ).action(async (id: string, opts) => {
+      const o = withOwner(opts)
       const created = await api<{ credential: string }>(o, 'POST', `/v1/users/${o.user}/devices`, {
         device: id,
         type: o.type,
@@ -41,7 +48,8 @@ export function deviceCommand(): Command {
   cmd.addCommand(
     withAdminOptions(
       new Command('list').description("list a user's devices").addOption(ownerOption()),
-    ).action(async (o) => {
+    ).action(async (opts) => {
+      const o = withOwner(opts)
       const devices = await api<Array<Record<string, unknown> & { connection: { active: boolean } }>>(
         o,
         'GET',
@@ -56,7 +64,8 @@ export function deviceCommand(): Command {
   cmd.addCommand(
     withAdminOptions(
       new Command('rm').description('delete a device').argument('<id>', 'device id').addOption(ownerOption()),
-    ).action(async (id: string, o) => {
+    ).action(async (id: string, opts) => {
+      const o = withOwner(opts)
       await api(o, 'DELETE', `/v1/users/${o.user}/devices/${id}`)
       process.stdout.write(`device ${o.user}/${id} deleted\n`)
     }),

@@ -198,6 +198,13 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   })
   await app.register(propertiesPlugin, { properties, devices })
   await app.register(callbacksPlugin, {
+    exists: async (kind, user, id) =>
+      kind === 'bucket'
+        ? buckets.get(user, id).then(
+            () => true,
+            () => false,
+          )
+        : (await endpointsStore.get(user, id)) !== undefined,
     devices,
     traffic,
     properties,

@@ -29,6 +29,8 @@ export interface EndpointQueue {
 }
 
 export interface CallbacksOptions {
+  /** Whether a user's bucket or endpoint exists, to refuse settings that name a missing one. */
+  exists?: (kind: 'bucket' | 'endpoint', user: string, id: string) => Promise<boolean>
   devices: DevicesStore
   traffic: DeviceTraffic
   properties: PropertyService
@@ -102,6 +104,16 @@ export default async function callbacksPlugin(app: FastifyInstance, opts: Callba
     async (req) => {
       const record = await httpDevice(req.params as Params)
       const body = req.body as CallbackSettings
+      // A setting naming a missing bucket or endpoint would fail every later callback: refuse it now.
+      const named = [
+        ['write_bucket', 'bucket', body.actions?.write_bucket],
+        ['call_endpoint', 'endpoint', body.actions?.call_endpoint],
+      ] as const
+      for (const [field, kind, id] of named) {
+        if (id && opts.exists && !(await opts.exists(kind, record.user, id))) {
+          throw new RelayErrors.TETHER_ERR_BAD_REQUEST(`body/actions/${field}: ${kind} ${id} does not exist`)
+        }
+      }
       record.callback = {
         token_id: record.callback?.token_id ?? randomSecret(12),
         actions: { ...record.callback?.actions, ...body.actions },

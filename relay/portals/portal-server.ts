@@ -174,7 +174,7 @@ export class PortalServer {
         res,
         401,
         'Portal session required',
-        `${session.error} Open this device's portal from the Tether console; it gives you a fresh link.`,
+        `${session.error} Open it again from its Tether page (/console/devices/${entry.profile.target.device}/portal/${entry.profile.id}) or get a fresh link with: tether proxy portal ${entry.profile.id}`,
       )
       return undefined
     }

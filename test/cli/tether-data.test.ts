@@ -63,7 +63,8 @@ test('user add and device add --type http: a new user posts to its device callba
   assert.match((await tether(['user', 'list'], env)).stdout, /carol\s+user\s+true/)
   const login = await tether(['login', '-u', 'carol', '-p', password], env)
   assert.equal(login.code, 0, login.stderr)
-  const carol = { ...env, TETHER_TOKEN: login.stdout.trim(), TETHER_USER: 'carol' }
+  // No --user and no TETHER_USER: the token's own user owns what it creates.
+  const carol = { ...env, TETHER_TOKEN: login.stdout.trim() }
   const device = await tether(['device', 'add', 'sensor', '--type', 'http'], carol)
   assert.equal(device.code, 0, device.stderr)
   const url = /callback URL: (\S+)/.exec(device.stdout)?.[1] as string

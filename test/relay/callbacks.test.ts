@@ -274,6 +274,15 @@ test('write_bucket stores each element as a point, ts honoured; call_endpoint ne
     config: { method: 'POST', url: `http://127.0.0.1:${port}/in` },
   })
   assert.equal(endpoint.status, 201, JSON.stringify(endpoint.body))
+  const missing = await relay.api<{ error: { message: string } }>(
+    'PUT',
+    '/v3/users/admin/devices/logger/callback',
+    {
+      actions: { write_bucket: 'nope' },
+    },
+  )
+  assert.equal(missing.status, 400)
+  assert.match(missing.body.error.message, /body\/actions\/write_bucket: bucket nope does not exist/)
   await relay.api('PUT', '/v3/users/admin/devices/logger/callback', {
     actions: {
       write_bucket: 'readings',
