@@ -5,6 +5,15 @@ import { DEFAULT_TIMEOUT_MS, type HttpConfig } from './schemas.ts'
 /** Answers worth retrying besides 5xx: request timeout, too early, too many requests. */
 const RETRYABLE_STATUS = new Set([408, 425, 429])
 
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** The request an `http` endpoint makes for one payload: method, headers and rendered body. */
 export function httpRequest(config: HttpConfig, vars: CallVars): { headers: Headers; body?: string } {
   const headers = new Headers(config.headers ?? {})
@@ -14,7 +23,10 @@ export function httpRequest(config: HttpConfig, vars: CallVars): { headers: Head
     if (!headers.has('content-type')) headers.set('content-type', 'application/json')
     return { headers, body: vars.payload }
   }
-  return { headers, body: renderTemplate(config.body, vars) }
+  const body = renderTemplate(config.body, vars)
+  // A template that renders JSON is sent as JSON unless the endpoint says otherwise (fetch would say text/plain).
+  if (!headers.has('content-type') && isJson(body)) headers.set('content-type', 'application/json')
+  return { headers, body }
 }
 
 /** One attempt: a 2xx answer is a success, anything else a failure with its status or error. */

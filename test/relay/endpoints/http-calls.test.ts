@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { test } from 'node:test'
+import { httpRequest } from '../../../relay/endpoints/http-target.ts'
 import { freePort, startTestRelay } from '../../e2e/harness.ts'
 import {
   assertError,
@@ -251,4 +252,16 @@ test('closing the relay ends running and waiting background calls at once', asyn
   assert.equal(target.received.length, 8)
   relay.relay.endpoints.enqueue('closing', 'stuck', {})
   assert.equal(results.length, 8, 'nothing runs after close')
+})
+
+test('a body template that renders JSON goes out as application/json unless a header says otherwise', () => {
+  const vars = { payload: '{"t":21}', device: 'd1' }
+  const json = httpRequest(
+    { method: 'POST', url: 'http://x', body: '{"device":"{{device}}","data":{{payload}}}' },
+    vars,
+  )
+  assert.equal(json.headers.get('content-type'), 'application/json')
+  assert.equal(json.body, '{"device":"d1","data":{"t":21}}')
+  const text = httpRequest({ method: 'POST', url: 'http://x', body: 'device {{device}}' }, vars)
+  assert.equal(text.headers.get('content-type'), null, 'not JSON: left to fetch (text/plain)')
 })
