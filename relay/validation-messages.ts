@@ -16,6 +16,20 @@ export function describeValidationError(error: FastifySchemaValidationError, dat
 
 /** fastify `schemaErrorFormatter`: all failed rules, deduplicated, in one 400 message. */
 export function formatValidationErrors(errors: FastifySchemaValidationError[], dataVar: string): Error {
-  const messages = [...new Set(errors.map((e) => describeValidationError(e, dataVar)))]
-  return new Error(messages.join('; '))
+  // A union of literals fails as one `const` error per literal plus an `anyOf`: say which values are allowed.
+  const allowed = new Map<string, unknown[]>()
+  for (const e of errors) {
+    if (e.keyword !== 'const') continue
+    const values = allowed.get(e.instancePath) ?? []
+    values.push((e.params as { allowedValue?: unknown }).allowedValue)
+    allowed.set(e.instancePath, values)
+  }
+  const messages = errors.map((e) => {
+    const values = allowed.get(e.instancePath)
+    if (!values || (e.keyword !== 'const' && e.keyword !== 'anyOf'))
+      return describeValidationError(e, dataVar)
+    const list = values.map((v) => JSON.stringify(v))
+    return `${dataVar}${e.instancePath} must be ${list.length > 1 ? `one of ${list.join(', ')}` : list[0]}`
+  })
+  return new Error([...new Set(messages)].join('; '))
 }

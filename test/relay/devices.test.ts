@@ -330,3 +330,13 @@ test('devices API on one relay', async (t) => {
     },
   )
 })
+
+test('a value outside a list of allowed literals is answered with the allowed values', async (t) => {
+  const relay = await startTestRelay(t)
+  const res = await relay.api<{ error: { message: string } }>('POST', '/v1/users/admin/devices', {
+    device: 'd',
+    type: 'router',
+  })
+  assert.equal(res.status, 400)
+  assert.equal(res.body.error.message, 'body/type must be one of "agent", "http", "integration"')
+})
