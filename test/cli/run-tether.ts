@@ -8,7 +8,7 @@ const run = promisify(execFile)
 /** Runs `tether …args`; resolves with stdout/stderr and the exit code (never throws on non-zero). */
 export async function tether(args: string[], env: Record<string, string> = {}) {
   try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], {
+    const { stdout, stderr } = await run(process.execPath, ['--no-node-snapshot', CLI, ...args], {
       env: { ...process.env, ...env },
     })
     return { code: 0, stdout, stderr }

@@ -162,7 +162,7 @@ describe('systemd units', () => {
   test('tether-agent.service: config, state dir and network-online ordering', () => {
     const text = original('tether-agent.service')
     assert.deepEqual(values(text, 'Service', 'ExecStart'), [
-      '/usr/bin/node /opt/tether/cli/tether.mjs agent --config /etc/tether/agent.json --state-dir %S/tether-agent',
+      '/usr/bin/node --no-node-snapshot /opt/tether/cli/tether.mjs agent --config /etc/tether/agent.json --state-dir %S/tether-agent',
     ])
     assert.ok(values(text, 'Unit', 'After').join(' ').split(' ').includes('network-online.target'))
     assert.ok(values(text, 'Unit', 'Wants').join(' ').split(' ').includes('network-online.target'))
@@ -171,7 +171,7 @@ describe('systemd units', () => {
   test('tether-relay.service: data dir and optional environment file', () => {
     const text = original('tether-relay.service')
     assert.deepEqual(values(text, 'Service', 'ExecStart'), [
-      '/usr/bin/node /opt/tether/cli/tether.mjs relay --data-dir %S/tether-relay',
+      '/usr/bin/node --no-node-snapshot /opt/tether/cli/tether.mjs relay --data-dir %S/tether-relay',
     ])
     assert.deepEqual(values(text, 'Service', 'EnvironmentFile'), ['-/etc/tether/relay.env'])
   })
