@@ -1,11 +1,19 @@
 /** The agent process: validated config in, relay link and target dialer wired together. */
 import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import { type Logger, pino } from 'pino'
+import { ConverterEngine } from '../converters/index.ts'
+import { WireErrorCode } from '../protocol/messages.ts'
 import type { Session } from '../protocol/session.ts'
 import { readCaFiles } from '../protocol/tls-target.ts'
+import type { DataBuffer } from './buffer/data-buffer.ts'
+import { Forwarder } from './buffer/forwarder.ts'
+import { LevelBuffer } from './buffer/level-buffer.ts'
+import type { RecordInput } from './buffer/records.ts'
 import { type AgentConfig, loadAgentConfig } from './config.ts'
 import { Allowlist } from './dialer/allowlist.ts'
 import { Dialer } from './dialer/dialer.ts'
+import { RemoteIntegrations } from './integrations/remote-integrations.ts'
 import { RelayLink } from './link/relay-link.ts'
 import { AGENT_VERSION } from './version.ts'
 
@@ -13,6 +21,12 @@ import { AGENT_VERSION } from './version.ts'
 export interface Agent {
   config: Readonly<AgentConfig>
   link: RelayLink
+  /** The store-and-forward buffer: `append` records (resolves once durable), `stats()`. */
+  buffer: DataBuffer
+  /** Moves buffered records to the relay whenever the link is up. */
+  forwarder: Forwarder
+  /** Integrations the relay runs on this agent (`runOn`). */
+  integrations: RemoteIntegrations
   /** Resolves with the session once connected (at once if already connected). */
   connected(): Promise<Session>
   stop(): Promise<void>
@@ -37,20 +51,72 @@ export async function startAgent(input: Record<string, unknown>, logger?: Logger
     dialTimeoutMs: config.dialTimeoutMs,
     targetCa: readCaFiles(config.targetCa),
   })
-  const link = new RelayLink({
-    config,
-    log: log.child({ component: 'link' }),
-    onStartStream: dialer.handle,
-    onDescribe: () => ({ version: AGENT_VERSION, allow: allowlist.toJSON(), refusals: dialer.refusals }),
+  const buffer = await LevelBuffer.open(join(config.stateDir, 'buffer'), {
+    ...config.buffer,
+    log: log.child({ component: 'buffer' }),
   })
+  // Made on first use: most agents run no remote integration and need no isolates.
+  let engine: ConverterEngine | undefined
+  const integrations = new RemoteIntegrations({
+    stateDir: config.stateDir,
+    // Converter output is JSON-able (the engine copies it out as JSON).
+    append: async (records) => void (await buffer.append(records as RecordInput[])),
+    engine: () => {
+      engine ??= new ConverterEngine({ isolates: 1 })
+      return engine
+    },
+    log: log.child({ component: 'integrations' }),
+  })
+  let link: RelayLink
+  try {
+    link = new RelayLink({
+      config,
+      log: log.child({ component: 'link' }),
+      onStartStream: dialer.handle,
+      onDescribe: () => ({
+        version: AGENT_VERSION,
+        allow: allowlist.toJSON(),
+        refusals: dialer.refusals,
+        buffer: { ...buffer.stats(), ...forwarder.stats() },
+        integrations: integrations.status(),
+      }),
+      onRun: (resource, payload) => {
+        if (integrations.handles(resource)) return integrations.run(resource, payload)
+        return Promise.reject(
+          Object.assign(new Error(`unknown resource ${resource}`), {
+            wireCode: WireErrorCode.UNKNOWN_RESOURCE,
+          }),
+        )
+      },
+    })
+  } catch (err) {
+    await buffer.close()
+    throw err
+  }
+  const forwarder = new Forwarder({ buffer, link, log: log.child({ component: 'forwarder' }) })
+  forwarder.start()
+  // Integrations kept from the last run start before the link: they buffer whether or not the relay is up.
+  await integrations.open()
+  link.on('connected', (session: Session) => void integrations.syncWith(session))
   link.start()
   return {
     config,
     link,
+    buffer,
+    forwarder,
+    integrations,
     connected: () =>
       link.session
         ? Promise.resolve(link.session)
         : new Promise((resolve) => link.once('connected', resolve)),
-    stop: () => link.stop(),
+    stop: async () => {
+      // Stop sending first, then close the link: that settles the batches in flight, whose acks still apply.
+      const forwarding = forwarder.stop()
+      await integrations.close()
+      await link.stop()
+      await forwarding
+      await buffer.close()
+      engine?.close()
+    },
   }
 }

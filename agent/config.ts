@@ -3,6 +3,34 @@ import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
 import { windowConfigFields } from '../protocol/window-config.ts'
 
+/** The store-and-forward buffer (agent/buffer/data-buffer.ts, BufferLimits, explains each key). */
+export const BufferConfig = Type.Object(
+  {
+    maxBytes: Type.Integer({
+      minimum: 1024,
+      default: 256 * 1024 * 1024,
+      description: 'stored bytes at most',
+    }),
+    maxRecords: Type.Integer({ minimum: 1, default: 1_000_000, description: 'stored records at most' }),
+    maxAgeDays: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 36500,
+        description: 'records older than this are dropped',
+      }),
+    ),
+    policy: Type.Union([Type.Literal('drop-oldest'), Type.Literal('reject-new')], {
+      default: 'drop-oldest',
+      description: 'when full: delete the oldest records, or refuse new ones (the device keeps its message)',
+    }),
+    sync: Type.Boolean({
+      default: true,
+      description: 'fsync each append batch (survives power loss); false: faster, survives only a crash',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+)
+
 export const AgentConfig = Type.Object(
   {
     relay: Type.String({
@@ -38,6 +66,7 @@ export const AgentConfig = Type.Object(
       default: 'auto',
       description: 'RFC 6455 masking; auto masks only plain ws to a non-loopback relay',
     }),
+    buffer: BufferConfig,
   },
   { additionalProperties: false },
 )

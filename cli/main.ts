@@ -1,6 +1,7 @@
 /** The `tether` command: relay, agent, demo and the admin subcommands. */
 import { Command } from 'commander'
 import { agentCommand } from './agent-command.ts'
+import { converterCommand } from './converter-command.ts'
 import { demoCommand } from './demo-command.ts'
 import { deviceCommand } from './device-command.ts'
 import { loginCommand } from './login-command.ts'
@@ -18,6 +19,7 @@ program.addCommand(deviceCommand())
 program.addCommand(proxyCommand())
 program.addCommand(userCommand())
 program.addCommand(demoCommand())
+program.addCommand(converterCommand())
 
 await program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`tether: ${err.message}\n`)

@@ -7,13 +7,20 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import https from 'node:https'
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify'
 import { type Logger, pino } from 'pino'
+import { ConverterEngine } from '../converters/index.ts'
 import { readCaFiles } from '../protocol/tls-target.ts'
+import assetsPlugin, { levelAssetsStore } from './assets/index.ts'
 import type { ApiTokenRecord } from './auth/api-tokens.ts'
 import authPlugin from './auth/index.ts'
 import { levelUsersStore } from './auth/users-store.ts'
 import { BucketService, bucketsPlugin, levelBucketsStore, levelPointsStore } from './buckets/index.ts'
 import callbacksPlugin from './callbacks/index.ts'
 import { loadRelayConfig, type RelayConfig } from './config.ts'
+import { ConverterService } from './converters/converter-service.ts'
+import { levelConvertersStore } from './converters/converters-store.ts'
+import { DebugEvents } from './converters/debug-events.ts'
+import convertersPlugin from './converters/index.ts'
+import dataPlugin, { DataSinks, deviceSink } from './data/index.ts'
 import { trackAgentTraffic } from './devices/agent-traffic.ts'
 import { DeviceTraffic } from './devices/device-traffic.ts'
 import { levelDevicesStore } from './devices/devices-store.ts'
@@ -21,8 +28,15 @@ import devicesPlugin from './devices/index.ts'
 import { EndpointService } from './endpoints/endpoint-service.ts'
 import { levelEndpointsStore } from './endpoints/endpoints-store.ts'
 import endpointsPlugin from './endpoints/index.ts'
+import groupsPlugin, { levelGroupsStore } from './groups/index.ts'
 import { DUPLICATE_HOST_RESPONSE, hasSingleHost } from './host-header.ts'
 import { AgentHub } from './hub/agent-hub.ts'
+import integrationsPlugin from './integrations/index.ts'
+import { IntegrationManager } from './integrations/integration-manager.ts'
+import { levelIntegrationsStore } from './integrations/integrations-store.ts'
+import { OutputApplier } from './integrations/output-applier.ts'
+import { RemoteIntegrationLinks } from './integrations/remote-integrations.ts'
+import { remoteIntegrationSink } from './integrations/remote-sink.ts'
 import metricsPlugin from './metrics/index.ts'
 import portalsPlugin from './portals/index.ts'
 import { PortalServer } from './portals/portal-server.ts'
@@ -44,9 +58,13 @@ export interface Relay {
   proxies: ProxyManager
   /** Buckets (time series): other capabilities and tests write and read through it. */
   buckets: BucketService
+  /** Agents' data uplink (RUN `$data`): sinks by record source; the device sink takes the rest. */
+  data: DataSinks
   properties: PropertyService
   traffic: DeviceTraffic
   config: Readonly<RelayConfig>
+  /** Integrations: transports, uplink conversion, downlinks. */
+  integrations: IntegrationManager
   /** Calls of users' endpoints (callbacks enqueue theirs here). */
   endpoints: EndpointService
   /** Bound port (useful with `port: 0`). */
@@ -233,7 +251,63 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   await app.register(consolePlugin, { portalDomain: config.portalDomain, portalMode: config.portalMode })
 
   await app.register(endpointsPlugin, { endpoints: endpointsStore, service: endpoints })
+
+  // Converters and integrations: one isolate pool for the relay; converter and integration debug events in memory.
+  const engine = new ConverterEngine({
+    memoryLimitMb: config.converterMemoryMb,
+    timeoutMs: config.converterTimeoutMs,
+    isolates: config.converterIsolates,
+  })
+  const debugEvents = new DebugEvents()
+  const converters = new ConverterService({
+    store: levelConvertersStore(store.table('converters')),
+    engine,
+    debug: debugEvents,
+    log: logger.child({ component: 'converters' }),
+  })
+  const assets = levelAssetsStore(store.table('assets'))
+  const groups = levelGroupsStore(store.table('groups'))
+  const integrationsStore = levelIntegrationsStore(store.table('integrations'))
+  const integrationsLog = logger.child({ component: 'integrations' })
+  const applier = new OutputApplier({
+    devices,
+    buckets,
+    properties,
+    assets,
+    groups,
+    traffic,
+    log: integrationsLog,
+  })
+  const remoteIntegrations = new RemoteIntegrationLinks(hub, integrationsLog)
+  const integrations = new IntegrationManager({
+    converters,
+    applier,
+    remote: remoteIntegrations,
+    devices,
+    properties,
+    debug: debugEvents,
+    log: integrationsLog,
+  })
+  await app.register(convertersPlugin, {
+    service: converters,
+    usedBy: async (user, id) => integrations.usedBy(user, id),
+    onChanged: (record, deleted) => void integrations.converterChanged(record, deleted),
+  })
+  await app.register(integrationsPlugin, {
+    store: integrationsStore,
+    manager: integrations,
+    converters,
+    devices,
+    debug: debugEvents,
+    publicUrl: config.publicUrl,
+  })
+  await app.register(assetsPlugin, { assets })
+  await app.register(groupsPlugin, { groups })
   await app.register(bucketsPlugin, { service: buckets })
+  const dataLog = logger.child({ component: 'data' })
+  const data = new DataSinks(deviceSink({ devices, buckets, traffic, log: dataLog }))
+  data.register('integration', remoteIntegrationSink(integrations, applier, integrationsLog))
+  await app.register(dataPlugin, { hub, sinks: data, db: store.db, log: dataLog })
   await app.register(metricsPlugin, { hub, proxies })
 
   app.server.on('upgrade', (req, socket, head) => {
@@ -243,6 +317,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     else hub.handleUpgrade(req, socket, head)
   })
   app.addHook('preClose', async () => {
+    await integrations.close()
     await proxies.closeAll()
     await hub.close()
   })
@@ -250,9 +325,13 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     stopAgentTraffic()
     await traffic.close()
     portalSessions.close()
+    engine.close()
     await store.close()
   })
 
+  // Before listening: an agent that connects must find its remote integrations already wanted (its sync would
+  // otherwise stop them until they are applied).
+  for (const record of await integrationsStore.list()) await integrations.apply(record)
   await app.listen({ host: config.host, port: config.port })
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.port
@@ -268,9 +347,11 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     hub,
     proxies,
     buckets,
+    data,
     properties,
     traffic,
     endpoints,
+    integrations,
     config,
     port,
     url: `${scheme}://${hostPart}:${port}`,

@@ -40,6 +40,24 @@ export const RelayConfig = Type.Object(
       }),
     ),
     ...portalConfigFields,
+    converterMemoryMb: Type.Integer({
+      minimum: 8,
+      maximum: 1024,
+      default: 32,
+      description: 'memory limit of each converter isolate (MiB)',
+    }),
+    converterTimeoutMs: Type.Integer({
+      minimum: 1,
+      maximum: 60_000,
+      default: 200,
+      description: 'CPU time a converter call may take before it fails',
+    }),
+    converterIsolates: Type.Integer({
+      minimum: 1,
+      maximum: 64,
+      default: 4,
+      description: 'isolates in the converter pool (calls run in parallel across them)',
+    }),
     statsFlushMs: Type.Integer({
       minimum: 100,
       maximum: 600_000,

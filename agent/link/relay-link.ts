@@ -19,6 +19,12 @@ export interface RelayLinkOptions {
   log: Logger
   onStartStream: (req: InboundStreamRequest) => void
   onDescribe: () => unknown
+  /** RUN requests from the relay (remote integrations, downlinks); unknown resources are refused. */
+  onRun?: (
+    resource: string,
+    payload: unknown,
+    params: Record<string, unknown> | undefined,
+  ) => Promise<unknown>
   /** Injected for tests; defaults to the real reconnect policy. */
   backoff?: Backoff
 }
@@ -34,7 +40,7 @@ function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname.startsWith('127.') || hostname === '[::1]' || hostname === '::1'
 }
 
-/** Events: `connected` (Session), `disconnected` (reason). */
+/** Events: `connected` (Session, the relay's CONNECT OK params), `disconnected` (reason). */
 export class RelayLink extends EventEmitter {
   readonly #opts: RelayLinkOptions
   readonly #backoff: Backoff
@@ -115,6 +121,7 @@ export class RelayLink extends EventEmitter {
         maxWindowBytes: config.maxWindowBytes,
         onStartStream: this.#opts.onStartStream,
         onDescribe: this.#opts.onDescribe,
+        onRun: this.#opts.onRun,
       })
       this.#session = session
       session.once('close', (info: { reason: string; wireCode?: number }) =>
@@ -124,7 +131,7 @@ export class RelayLink extends EventEmitter {
         (ok) => {
           this.#backoff.connected()
           log.info({ relay: this.#url, ka: ok.ka }, 'connected to relay')
-          this.emit('connected', session)
+          this.emit('connected', session, ok)
         },
         (err: Error) => {
           const code = err instanceof RemoteError ? err.wireCode : undefined

@@ -59,6 +59,24 @@ export interface WriteOptions {
   source?: string
 }
 
+/** A point with a stable identity (`origin` of the write, then `seq`): a rewrite overwrites it. */
+export interface KeyedPoint {
+  /** ms since epoch. */
+  ts: number
+  /** Unique within the origin; a non-negative safe integer. */
+  seq: number
+  /** Stored as the point's value; must serialise as JSON. */
+  value: unknown
+}
+
+/** Who writes keyed points: `origin` names the sequence their seqs belong to. */
+export interface KeyedWriteOptions extends WriteOptions {
+  /** `^[A-Za-z0-9_.-]{1,160}$`, e.g. an agent's device id and buffer epoch. */
+  origin: string
+}
+
+const ORIGIN = /^[A-Za-z0-9_.-]{1,160}$/
+
 /** A streamed export, ready to send. */
 export interface BucketExport {
   stream: Readable
@@ -201,6 +219,42 @@ export class BucketService {
     const points = pointRecords(body, this.#now())
     if (points.length > 0) await this.#batcher.write({ user, bucket, points })
     return points.length
+  }
+
+  /**
+   * Stores points idempotently: each key derives from (ts, origin, seq), so writing the same points again (a
+   * redelivery after a crash) overwrites them instead of adding copies, and points of one millisecond keep their
+   * seq order. Resolves with the number written once durable. Throws 404 for an unknown bucket, 409 for a disabled
+   * one, 400 for a bad origin, ts, seq or value.
+   */
+  async writeAt(
+    user: string,
+    bucket: string,
+    points: KeyedPoint[],
+    opts: KeyedWriteOptions,
+  ): Promise<number> {
+    if (!ORIGIN.test(opts.origin))
+      throw new RelayErrors.TETHER_ERR_BAD_REQUEST(`origin ${opts.origin} is not valid`)
+    const record = await this.#live(user, bucket)
+    if (!record.enabled) throw new RelayErrors.TETHER_ERR_CONFLICT(`bucket ${bucket} is disabled`)
+    const records = points.map(({ ts, seq, value }, i) => {
+      if (!Number.isSafeInteger(ts) || ts < 0 || !Number.isSafeInteger(seq) || seq < 0) {
+        throw new RelayErrors.TETHER_ERR_BAD_REQUEST(`points/${i}: ts and seq must be non-negative integers`)
+      }
+      let text: string | undefined
+      try {
+        text = JSON.stringify(value)
+      } catch (err) {
+        throw new RelayErrors.TETHER_ERR_BAD_REQUEST(
+          `points/${i} is not serialisable: ${(err as Error).message}`,
+        )
+      }
+      if (text === undefined) throw new RelayErrors.TETHER_ERR_BAD_REQUEST(`points/${i} has no JSON value`)
+      const tag = `${opts.origin}:${seq.toString(16).padStart(16, '0')}`
+      return { ts, tag, json: `{"ts":${ts},"val":${text}}` }
+    })
+    if (records.length > 0) await this.#batcher.write({ user, bucket, points: records })
+    return records.length
   }
 
   /** A page of points (`items` default 100, max 1000; `sort` default desc, newest first), parsed. */

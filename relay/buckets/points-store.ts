@@ -11,6 +11,11 @@ export interface PointRecord {
   ts: number
   /** Set for a point whose ts came from the clock: keeps it apart from others of the same millisecond. */
   seq?: number
+  /**
+   * Set for a point with a stable identity (an agent's record: origin and seq): its key is `<ts>:<tag>`, so
+   * writing it again overwrites it. No `!` (the key separator).
+   */
+  tag?: string
   json: string
 }
 
@@ -73,9 +78,16 @@ export interface LevelPointsOptions {
 const TS_HEX_WIDTH = 16
 /** Sorts like the number: fixed-width hex of a non-negative safe integer. */
 const tsKey = (ts: number) => ts.toString(16).padStart(TS_HEX_WIDTH, '0')
-/** A point's key after the bucket prefix: the ts, then `.seq` for a point that got its ts from the clock. */
+/**
+ * A point's key after the bucket prefix: the ts, then `.seq` for a point that got its ts from the clock, or
+ * `:tag` for a point with a stable identity. Both suffixes sort after the bare ts and before the next ts.
+ */
 const pointKey = (p: PointRecord) =>
-  p.seq === undefined ? tsKey(p.ts) : `${tsKey(p.ts)}.${p.seq.toString(16).padStart(TS_HEX_WIDTH, '0')}`
+  p.tag !== undefined
+    ? `${tsKey(p.ts)}:${p.tag}`
+    : p.seq === undefined
+      ? tsKey(p.ts)
+      : `${tsKey(p.ts)}.${p.seq.toString(16).padStart(TS_HEX_WIDTH, '0')}`
 /**
  * `user!bucket!` prefixes a bucket's points. Neither name may contain `!` (their patterns forbid it), and every
  * allowed character sorts after `!`, so a prefix never matches another bucket's keys.

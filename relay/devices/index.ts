@@ -68,6 +68,7 @@ export default async function devicesPlugin(
       enabled: record.enabled,
       created_ts: record.created_ts,
       connection: connection(record, link),
+      ...(record.integration ? { integration: record.integration } : {}),
     }
   }
 

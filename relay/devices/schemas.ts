@@ -53,6 +53,12 @@ export const AgentInfo = Type.Object({
   refusals: Type.Integer({ description: 'dials the agent refused since it started' }),
 })
 
+/** The integration that provisioned a device, and the device type its converter gave. */
+export const IntegrationRef = Type.Object({
+  id: Type.String({ description: 'integration id' }),
+  deviceType: Type.String({ description: "the converter's deviceType" }),
+})
+
 export const DeviceView = Type.Object({
   device: Type.String(),
   user: Type.String(),
@@ -63,6 +69,7 @@ export const DeviceView = Type.Object({
   created_ts: Type.Integer(),
   connection: Connection,
   agent: Type.Optional(AgentInfo),
+  integration: Type.Optional(IntegrationRef),
 })
 export type DeviceView = Static<typeof DeviceView>
 
@@ -153,6 +160,8 @@ export interface DeviceRecord {
   credentialHash?: string
   /** HTTP devices: the callback's token id (rotation revokes older tokens) and settings. */
   callback?: CallbackRecord
+  /** Integration devices: who provisioned it (downlinks go back through that integration). */
+  integration?: Static<typeof IntegrationRef>
   /** Last DESCRIBE answer of the agent. */
   agent?: Static<typeof AgentInfo>
   /** Figures of the last finished session (the live one comes from the hub). */

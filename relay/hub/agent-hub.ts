@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { WebSocketServer } from 'ws'
 import { protocolError } from '../../protocol/errors.ts'
-import { IOTMP_PATH, IOTMP_SUBPROTOCOL } from '../../protocol/messages.ts'
+import { IOTMP_PATH, IOTMP_SUBPROTOCOL, WireErrorCode } from '../../protocol/messages.ts'
 import { type ConnectRequest, Session } from '../../protocol/session.ts'
 import { WsChannel } from '../../protocol/ws-channel.ts'
 import { verifySecretOrDummy } from '../auth/passwords.ts'
@@ -57,11 +57,20 @@ function asDescription(value: unknown): AgentDescription | undefined {
 
 const linkKey = (user: string, device: string) => `${user}/${device}`
 
+/** Serves an agent's RUN; the resolved value is the OK payload, a rejection (with `wireCode`) the ERROR. */
+export type AgentRunHandler = (
+  link: AgentLink,
+  payload: unknown,
+  params: Record<string, unknown> | undefined,
+  resource: string,
+) => Promise<unknown>
+
 /** Events: `connected` (AgentLink), `disconnected` (AgentLink, reason). */
 export class AgentHub extends EventEmitter {
   readonly #opts: AgentHubOptions
   readonly #links = new Map<string, AgentLink>()
   readonly #sessions = new Set<Session>()
+  readonly #runHandlers = new Map<string, AgentRunHandler>()
   readonly #wss: WebSocketServer
 
   constructor(opts: AgentHubOptions) {
@@ -89,6 +98,15 @@ export class AgentHub extends EventEmitter {
   /** Number of links that completed CONNECT. */
   get size(): number {
     return this.#links.size
+  }
+
+  /**
+   * Serves agents' RUN of `resource` (`$data`), or of every resource under it when it ends in `/`
+   * (`$integration/`); the longest match wins. Other resources are answered ERROR UNKNOWN_RESOURCE.
+   */
+  handleRun(resource: string, handler: AgentRunHandler): void {
+    if (this.#runHandlers.has(resource)) throw new Error(`RUN ${resource} already has a handler`)
+    this.#runHandlers.set(resource, handler)
   }
 
   /** Node `upgrade` handler: takes `/iotmp`, refuses other paths. */
@@ -174,6 +192,8 @@ export class AgentHub extends EventEmitter {
       windowBytes: this.#opts.windowBytes,
       maxWindowBytes: this.#opts.maxWindowBytes,
       maxFrameBytes: this.#opts.maxFrameBytes,
+      // The session answers RUN only once open, so the link is known here.
+      onRun: (resource, payload, params) => this.#run(link as AgentLink, resource, payload, params),
       authenticate: async (req) => {
         await this.#authenticate(req)
         // The agent may have left during the (slow, scrypt) check: registering it now would leave a stale link.
@@ -222,6 +242,26 @@ export class AgentHub extends EventEmitter {
       void this.#recordSession(link).catch((err) => log.error({ err }, 'could not record session statistics'))
       this.emit('disconnected', link, info.reason)
     })
+  }
+
+  /** Async, so that even a handler that throws at once becomes an ERROR reply, never a link fault. */
+  async #run(
+    link: AgentLink,
+    resource: string,
+    payload: unknown,
+    params: Record<string, unknown> | undefined,
+  ) {
+    let handler = this.#runHandlers.get(resource)
+    for (let cut = resource.length; !handler && cut > 0; ) {
+      cut = resource.lastIndexOf('/', cut - 1)
+      if (cut >= 0) handler = this.#runHandlers.get(resource.slice(0, cut + 1))
+    }
+    if (!handler) {
+      throw Object.assign(new Error(`unknown resource ${resource}`), {
+        wireCode: WireErrorCode.UNKNOWN_RESOURCE,
+      })
+    }
+    return handler(link, payload, params, resource)
   }
 
   async #authenticate(req: ConnectRequest): Promise<void> {

@@ -15,6 +15,8 @@ export interface PropertyEvent {
   value: unknown
   previous?: unknown
   ts: number
+  /** Who made the change when not a user: `integration` for attributes an uplink reported (no downlink). */
+  origin?: string
 }
 
 interface StoredProperty extends PropertyView {
@@ -54,8 +56,14 @@ export class PropertyService extends EventEmitter<{ changed: [PropertyEvent]; de
     return stored && view(stored)
   }
 
-  /** Creates or replaces a property's value; emits `changed`. */
-  async set(user: string, device: string, property: string, value: unknown): Promise<PropertyView> {
+  /** Creates or replaces a property's value; emits `changed` (with `origin` when given). */
+  async set(
+    user: string,
+    device: string,
+    property: string,
+    value: unknown,
+    origin?: string,
+  ): Promise<PropertyView> {
     const previous = await this.table.get(key(user, device, property))
     const ts = Date.now()
     const stored: StoredProperty = {
@@ -67,7 +75,15 @@ export class PropertyService extends EventEmitter<{ changed: [PropertyEvent]; de
       updated_ts: ts,
     }
     await this.table.put(key(user, device, property), stored)
-    this.emit('changed', { user, device, property, value, previous: previous?.value, ts })
+    this.emit('changed', {
+      user,
+      device,
+      property,
+      value,
+      previous: previous?.value,
+      ts,
+      ...(origin ? { origin } : {}),
+    })
     return view(stored)
   }
 

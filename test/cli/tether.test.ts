@@ -167,9 +167,13 @@ test('relay --config: the file sets every key, plugins included; a flag override
     plugins: { nodered: { address: '127.0.0.1' } },
   }
   await writeFile(file, JSON.stringify(config))
-  const child = spawn(process.execPath, ['--no-node-snapshot', CLI, 'relay', '--config', file, '--port', '0'], {
-    env: { ...process.env, TETHER_LOG_LEVEL: 'info', TETHER_ADMIN_PASSWORD: '' },
-  })
+  const child = spawn(
+    process.execPath,
+    ['--no-node-snapshot', CLI, 'relay', '--config', file, '--port', '0'],
+    {
+      env: { ...process.env, TETHER_LOG_LEVEL: 'info', TETHER_ADMIN_PASSWORD: '' },
+    },
+  )
   t.after(() => child.kill('SIGKILL'))
   const url = await new Promise<string>((resolve, reject) => {
     let output = ''

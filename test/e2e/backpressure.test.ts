@@ -23,7 +23,9 @@ async function rssBytes(pid: number): Promise<number> {
 
 /** Spawns `tether …args`; resolves once a stderr/stdout line matches `ready`. */
 function spawnTether(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--no-node-snapshot', CLI, ...args], { env: { ...process.env, ...env } })
+  const child = spawn(process.execPath, ['--no-node-snapshot', CLI, ...args], {
+    env: { ...process.env, ...env },
+  })
   return new Promise((resolve, reject) => {
     let output = ''
     const onData = (chunk: Buffer) => {

@@ -155,7 +155,7 @@ describe('systemd units', () => {
       assert.deepEqual(values(text, 'Install', 'WantedBy'), ['multi-user.target'])
       const exec = service('ExecStart')
       assert.equal(exec.length, 1)
-      assert.match(exec[0], /^\/usr\/bin\/node \/opt\/tether\/cli\/tether\.mjs /)
+      assert.match(exec[0], /^\/usr\/bin\/node --no-node-snapshot \/opt\/tether\/cli\/tether\.mjs /)
     })
   }
 
