@@ -2,6 +2,7 @@
 import { type Static, Type } from 'typebox'
 import { Value } from 'typebox/value'
 import { windowConfigFields } from '../protocol/window-config.ts'
+import { dataConfigFields } from './data-config.ts'
 
 /** The store-and-forward buffer (agent/buffer/data-buffer.ts, BufferLimits, explains each key). */
 export const BufferConfig = Type.Object(
@@ -67,6 +68,7 @@ export const AgentConfig = Type.Object(
       description: 'RFC 6455 masking; auto masks only plain ws to a non-loopback relay',
     }),
     buffer: BufferConfig,
+    ...dataConfigFields,
   },
   { additionalProperties: false },
 )

@@ -21,6 +21,7 @@ import { levelConvertersStore } from './converters/converters-store.ts'
 import { DebugEvents } from './converters/debug-events.ts'
 import convertersPlugin from './converters/index.ts'
 import dataPlugin, { DataSinks, deviceSink } from './data/index.ts'
+import { PropertyDownlinks } from './data/property-downlinks.ts'
 import { trackAgentTraffic } from './devices/agent-traffic.ts'
 import { DeviceTraffic } from './devices/device-traffic.ts'
 import { levelDevicesStore } from './devices/devices-store.ts'
@@ -278,7 +279,7 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
     traffic,
     log: integrationsLog,
   })
-  const remoteIntegrations = new RemoteIntegrationLinks(hub, integrationsLog)
+  const remoteIntegrations = new RemoteIntegrationLinks(hub)
   const integrations = new IntegrationManager({
     converters,
     applier,
@@ -308,7 +309,9 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   const data = new DataSinks(deviceSink({ devices, buckets, traffic, log: dataLog }))
   data.register('integration', remoteIntegrationSink(integrations, applier, integrationsLog))
   await app.register(dataPlugin, { hub, sinks: data, db: store.db, log: dataLog })
-  await app.register(metricsPlugin, { hub, proxies })
+  const downlinks = new PropertyDownlinks({ hub, properties, devices, log: dataLog })
+  app.addHook('onClose', () => downlinks.close())
+  await app.register(metricsPlugin, { hub, proxies, data: data.counters })
 
   app.server.on('upgrade', (req, socket, head) => {
     if (!hasSingleHost(req)) return void socket.end(DUPLICATE_HOST_RESPONSE)

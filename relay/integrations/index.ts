@@ -38,14 +38,17 @@ export const IntegrationPatch = Type.Object(
 )
 
 /** The API view: no MQTT password, only whether one is set; with the live status. */
-export function integrationView(rt: IntegrationRuntime, baseUrl: string) {
+export function integrationView(rt: IntegrationRuntime, baseUrl: string, agentOnline?: boolean) {
   const { user: _user, ...config } = rt.record
   if (config.type === 'mqtt') {
     const { password, ...mqtt } = config.mqtt
     Object.assign(config, { mqtt: { ...mqtt, password_set: password !== undefined } })
   }
   const routingKey = config.type === 'http' ? config.http?.routingKey : undefined
-  return { ...config, status: rt.status(routingKey && `${baseUrl}/api/v1/integrations/http/${routingKey}`) }
+  return {
+    ...config,
+    status: rt.status(routingKey && `${baseUrl}/api/v1/integrations/http/${routingKey}`, agentOnline),
+  }
 }
 
 /** Registers `/v1/users/:user/integrations…`, `/v1/users/:user/devices/:device/downlink` and the HTTP integration. */
@@ -122,6 +125,8 @@ export default async function integrationsPlugin(app: FastifyInstance, opts: Int
     if (!record) throw new RelayErrors.TETHER_ERR_NOT_FOUND(`integration ${user}/${id}`)
     return record
   }
+  const view = (rt: IntegrationRuntime, req: { protocol: string; host: string }) =>
+    integrationView(rt, base(req), manager.agentOnline(rt))
   const runtime = (record: IntegrationRecord) => manager.get(record.user, record.id) ?? manager.apply(record)
 
   app.get(
@@ -130,7 +135,7 @@ export default async function integrationsPlugin(app: FastifyInstance, opts: Int
     async (req) => {
       const { user } = req.params as UserParams
       const records = await store.list(user)
-      return Promise.all(records.map(async (r) => integrationView(await runtime(r), base(req))))
+      return Promise.all(records.map(async (r) => view(await runtime(r), req)))
     },
   )
 
@@ -146,7 +151,7 @@ export default async function integrationsPlugin(app: FastifyInstance, opts: Int
       if (await store.get(user, body.id))
         throw new RelayErrors.TETHER_ERR_CONFLICT(`integration ${body.id} already exists`)
       reply.code(201)
-      return integrationView(await save(user, body), base(req))
+      return view(await save(user, body), req)
     },
   )
 
@@ -155,7 +160,7 @@ export default async function integrationsPlugin(app: FastifyInstance, opts: Int
     { ...owner, schema: { params: IntegrationParams, response: { 200: IntegrationView, ...errors } } },
     async (req) => {
       const { user, integration } = req.params as IntegrationParams
-      return integrationView(await runtime(await load(user, integration)), base(req))
+      return view(await runtime(await load(user, integration)), req)
     },
   )
 
@@ -181,7 +186,7 @@ export default async function integrationsPlugin(app: FastifyInstance, opts: Int
           `body/type cannot change (${previous.type} → ${body.type})`,
         )
       }
-      return integrationView(await save(user, body, previous), base(req))
+      return view(await save(user, body, previous), req)
     },
   )
 
@@ -199,9 +204,9 @@ export default async function integrationsPlugin(app: FastifyInstance, opts: Int
       const { user, integration } = req.params as IntegrationParams
       const previous = await load(user, integration)
       const { user: _u, created_ts: _c, updated_ts: _t, ...config } = previous
-      return integrationView(
+      return view(
         await save(user, { ...config, ...(req.body as object) } as IntegrationConfig, previous),
-        base(req),
+        req,
       )
     },
   )

@@ -31,6 +31,8 @@ export interface RemoteIntegrations {
   /** Sends the config and converter scripts to the agent (again whenever either changes). */
   deploy(record: IntegrationRecord, converters: ConverterRecord[]): Promise<void>
   undeploy(record: IntegrationRecord): Promise<void>
+  /** Whether the agent an integration runs on is connected. */
+  online(record: IntegrationRecord): boolean
   /** Delivers an encoded downlink through the agent's transport. */
   deliver(record: IntegrationRecord, device: string, downlink: EncodedDownlink): Promise<void>
 }
@@ -66,6 +68,11 @@ export class IntegrationManager {
   /** The runtime of `user/id`, if configured. */
   get(user: string, id: string): IntegrationRuntime | undefined {
     return this.#runtimes.get(`${user}/${id}`)
+  }
+
+  /** Whether a remote integration's agent is connected (undefined for integrations on the relay). */
+  agentOnline(rt: IntegrationRuntime): boolean | undefined {
+    return rt.record.runOn ? (this.#o.remote?.online(rt.record) ?? false) : undefined
   }
 
   /** The HTTP integration that owns a routing key. */

@@ -37,7 +37,7 @@ export class IntegrationRuntime {
   }
 
   /** Live status for the API. */
-  status(httpUrl?: string): IntegrationStatus {
+  status(httpUrl?: string, agentOnline?: boolean): IntegrationStatus {
     const transport = this.transport?.status()
     const state = !this.enabled
       ? 'disabled'
@@ -59,6 +59,7 @@ export class IntegrationRuntime {
       downlinks_dropped: this.queue.dropped,
       ...(this.lastError ? { last_error: this.lastError } : {}),
       ...(this.lastUplinkTs ? { last_uplink_ts: this.lastUplinkTs } : {}),
+      ...(agentOnline !== undefined ? { agent_online: agentOnline } : {}),
     }
   }
 }

@@ -5,7 +5,6 @@
  * `integration:<id>`); downlinks are encoded here and delivered by the agent's transport. At each connect the agent
  * asks for its whole set (`$integrations/list`) and drops any it runs that is no longer wanted.
  */
-import type { Logger } from 'pino'
 import type { EncodedDownlink } from '../../integrations/transport.ts'
 import type { ConverterRecord } from '../converters/schemas.ts'
 import type { AgentHub, AgentLink } from '../hub/agent-hub.ts'
@@ -46,12 +45,10 @@ function applyPayload({ record, converters }: Deployment) {
 
 export class RemoteIntegrationLinks implements RemoteIntegrations {
   readonly #hub: AgentHub
-  readonly #log: Logger
   /** What each agent should run, by `user/id` of the integration. */
   readonly #wanted = new Map<string, Deployment>()
-  constructor(hub: AgentHub, log: Logger) {
+  constructor(hub: AgentHub) {
     this.#hub = hub
-    this.#log = log
     hub.handleRun(REMOTE_RESOURCES.list, async (link) => ({
       integrations: this.#wantedBy(link).map(applyPayload),
     }))
@@ -66,7 +63,7 @@ export class RemoteIntegrationLinks implements RemoteIntegrations {
     const deployment = { record, converters }
     this.#wanted.set(`${record.user}/${record.id}`, deployment)
     const link = this.#link(record)
-    // An offline agent gets it when it connects; the agent also keeps its last copy across restarts.
+    // An offline agent asks for it when it connects; the agent also keeps its last copy across restarts.
     if (link)
       await link.session.run(REMOTE_RESOURCES.apply, applyPayload(deployment), undefined, RUN_TIMEOUT_MS)
   }

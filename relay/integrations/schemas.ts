@@ -28,6 +28,9 @@ export const IntegrationStatus = Type.Object({
   downlinks_dropped: Type.Integer({ description: 'http: downlinks dropped from a full queue' }),
   last_error: Type.Optional(Type.Object({ ts: Type.Integer(), message: Type.String() })),
   last_uplink_ts: Type.Optional(Type.Integer()),
+  agent_online: Type.Optional(
+    Type.Boolean({ description: 'remote integrations: whether their agent is connected' }),
+  ),
 })
 export type IntegrationStatus = Static<typeof IntegrationStatus>
 

@@ -45,16 +45,21 @@ test('remote tcp integration on an agent: nothing lost across a relay stop and r
   await converter(first, 'csv', 'thingsboard', 'uplink', CSV_DECODER)
   await converter(first, 'ack', 'thingsboard', 'downlink', ENCODER)
   const lanPort = await freePort()
-  const created = await first.api<{ status: { state: string } }>('POST', '/v1/users/admin/integrations', {
-    id: 'meters',
-    type: 'tcp',
-    uplinkConverter: 'csv',
-    downlinkConverter: 'ack',
-    runOn: { device: 'gw' },
-    tcp: { port: lanPort, address: '127.0.0.1', framing: { type: 'delimiter', delimiter: '0a' } },
-  })
+  const created = await first.api<{ status: { state: string; agent_online?: boolean } }>(
+    'POST',
+    '/v1/users/admin/integrations',
+    {
+      id: 'meters',
+      type: 'tcp',
+      uplinkConverter: 'csv',
+      downlinkConverter: 'ack',
+      runOn: { device: 'gw' },
+      tcp: { port: lanPort, address: '127.0.0.1', framing: { type: 'delimiter', delimiter: '0a' } },
+    },
+  )
   assert.equal(created.status, 201, JSON.stringify(created.body))
   assert.equal(created.body.status.state, 'remote')
+  assert.equal(created.body.status.agent_online, true)
   await running(agent, 'meters')
 
   const meter = net.connect(lanPort, '127.0.0.1')
