@@ -39,6 +39,9 @@ export interface KeyedUplink {
   seqBase: number
 }
 
+/** Attribute values remembered to skip unchanged ones (about 100 bytes each). */
+const MAX_KNOWN_ATTRIBUTES = 100_000
+
 /** Points one keyed uplink may hold: the seq space of a record (seqBase = record seq × this). */
 export const MAX_POINTS_PER_KEYED_UPLINK = 4096
 
@@ -54,8 +57,19 @@ export class OutputApplier {
   /** Provisioning in progress per `user/kind/id`, so concurrent first uplinks create a device once. */
   readonly #provisioning = new Map<string, Promise<unknown>>()
 
+  /**
+   * Last known value (JSON) of attribute properties, by `user/device/property`: converters repeat the same
+   * attributes on every uplink, and reading each from LevelDB to see it unchanged was a fifth of an uplink's
+   * cost. Kept exact by the property service's events (it is the only writer); bounded, oldest dropped.
+   */
+  readonly #known = new Map<string, string>()
+
   constructor(opts: OutputApplierOptions) {
     this.#o = opts
+    opts.properties.on('changed', (e) =>
+      this.#remember(`${e.user}/${e.device}/${e.property}`, JSON.stringify(e.value)),
+    )
+    opts.properties.on('deleted', (e) => this.#known.delete(`${e.user}/${e.device}/${e.property}`))
   }
 
   /**
@@ -180,10 +194,22 @@ export class OutputApplier {
   async #attributes(user: string, device: string, attributes: Record<string, unknown>): Promise<void> {
     for (const [key, value] of Object.entries(attributes)) {
       const property = entityId(key)
+      const cacheKey = `${user}/${device}/${property}`
+      const json = JSON.stringify(value)
+      if (this.#known.get(cacheKey) === json) continue
       const current = await this.#o.properties.get(user, device, property)
-      if (current && JSON.stringify(current.value) === JSON.stringify(value)) continue
+      if (current && JSON.stringify(current.value) === json) {
+        this.#remember(cacheKey, json)
+        continue
+      }
       await this.#o.properties.set(user, device, property, value, UPLINK_ORIGIN)
     }
+  }
+
+  #remember(key: string, json: string): void {
+    this.#known.delete(key)
+    this.#known.set(key, json)
+    if (this.#known.size > MAX_KNOWN_ATTRIBUTES) this.#known.delete(this.#known.keys().next().value as string)
   }
 
   async #member(user: string, name: string, kind: 'customer' | 'group', member: GroupMember): Promise<void> {

@@ -8,8 +8,8 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { test } from 'node:test'
 import type { Agent } from '../../agent/agent.ts'
-import { converter, points } from '../relay/integrations/helpers.ts'
-import { createAgentDevice, freePort, startTestAgent, startTestRelay, type TestRelay } from './harness.ts'
+import { converter, waitForPoints } from '../relay/integrations/helpers.ts'
+import { createAgentDevice, freePort, startTestAgent, startTestRelay } from './harness.ts'
 
 const CSV_DECODER = `var p = String.fromCharCode.apply(String, payload).split(',');
 return { deviceName: p[0], deviceType: 'meter', telemetry: { n: parseInt(p[1], 10) } };`
@@ -22,15 +22,6 @@ async function running(agent: Agent, id: string) {
     await new Promise((r) => setTimeout(r, 10))
   }
   assert.fail(`integration ${id} never ran on the agent`)
-}
-
-async function waitForPoints(relay: TestRelay, bucket: string, n: number) {
-  for (let i = 0; i < 1000; i++) {
-    const res = await relay.api<unknown[]>('GET', `/v1/users/admin/buckets/${bucket}/data?items=1000`)
-    if (res.status === 200 && res.body.length >= n) return points(relay, bucket)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-  assert.fail(`bucket ${bucket} never held ${n} points`)
 }
 
 test('remote tcp integration on an agent: nothing lost across a relay stop and restart; downlinks reach the device', {

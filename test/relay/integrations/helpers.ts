@@ -112,3 +112,17 @@ export async function points(relay: TestRelay, bucket: string): Promise<Array<Re
   assert.equal(res.status, 200, JSON.stringify(res.body))
   return res.body
 }
+
+/** Polls (no event exists for "stored") until `bucket` holds at least `n` points; returns them oldest first. */
+export async function waitForPoints(
+  relay: TestRelay,
+  bucket: string,
+  n: number,
+): Promise<Array<Record<string, unknown>>> {
+  for (let i = 0; i < 1000; i++) {
+    const res = await relay.api<unknown[]>('GET', `/v1/users/admin/buckets/${bucket}/data?items=1000`)
+    if (res.status === 200 && res.body.length >= n) return points(relay, bucket)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  assert.fail(`bucket ${bucket} never held ${n} points`)
+}

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict'
 import { chmod, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { freePort, startTestRelay, type TestRelay } from '../../e2e/harness.ts'
+import { freePort, startTestRelay } from '../../e2e/harness.ts'
 import { accepts, ok, ready, requireTools, run, sandbox, TIMEOUT } from '../../e2e/real-clients/tools.ts'
-import { converter, integration, points } from './helpers.ts'
+import { converter, integration, waitForPoints } from './helpers.ts'
 
 /** After ThingsBoard's MQTT integration docs: the device name is a topic segment. */
 const TOPIC_DECODER = `var data = decodeToJson(payload);
@@ -21,15 +21,6 @@ const TOPIC_ENCODER = `return {
   data: JSON.stringify({ type: msgType, msg: msg }),
   metadata: { topic: 'tb/mqtt-integration-tutorial/sensors/' + metadata['deviceName'] + '/rx' }
 };`
-
-async function waitForPoints(relay: TestRelay, bucket: string, n: number) {
-  for (let i = 0; i < 500; i++) {
-    const res = await relay.api<unknown[]>('GET', `/v1/users/admin/buckets/${bucket}/data?sort=asc`)
-    if (res.status === 200 && res.body.length >= n) return points(relay, bucket)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-  assert.fail(`bucket ${bucket} never held ${n} points`)
-}
 
 test(
   'mqtt integration: mosquitto_pub uplinks, downlinks published to the converter topic',

@@ -7,8 +7,8 @@ import dgram from 'node:dgram'
 import { once } from 'node:events'
 import net from 'node:net'
 import { test } from 'node:test'
-import { startTestRelay, type TestRelay } from '../../e2e/harness.ts'
-import { converter, integration, points } from './helpers.ts'
+import { startTestRelay } from '../../e2e/harness.ts'
+import { converter, integration, waitForPoints } from './helpers.ts'
 
 /** After ThingsBoard's TCP/UDP integration docs: a text frame `SN-002,default,temperature,25.7`. */
 const CSV_DECODER = `var parts = decodeToString(payload).trim().split(',');
@@ -21,15 +21,6 @@ function decodeToString(p) { return String.fromCharCode.apply(String, p); }`
 
 /** Encodes an RPC as a TEXT command line. */
 const TEXT_ENCODER = `return { contentType: 'TEXT', data: 'SET ' + msg.interval, metadata: {} };`
-
-async function waitForPoints(relay: TestRelay, bucket: string, n: number) {
-  for (let i = 0; i < 300; i++) {
-    const res = await relay.api<unknown[]>('GET', `/v1/users/admin/buckets/${bucket}/data?sort=asc`)
-    if (res.status === 200 && res.body.length >= n) return points(relay, bucket)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-  assert.fail(`bucket ${bucket} never held ${n} points`)
-}
 
 test('tcp integration: delimited frames split across chunks are converted; a downlink reaches the last connection', async (t) => {
   const relay = await startTestRelay(t)
