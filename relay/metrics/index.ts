@@ -1,6 +1,7 @@
 /** Prometheus metrics at `/metrics` (prom-client), read from live state when scraped; one registry per relay. */
 import type { FastifyInstance } from 'fastify'
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client'
+import type { DataCounters } from '../data/index.ts'
 import type { AgentHub } from '../hub/agent-hub.ts'
 import type { ProxyManager } from '../proxies/proxy-manager.ts'
 import type { ProxyStatus } from '../proxies/schemas.ts'
@@ -8,11 +9,13 @@ import type { ProxyStatus } from '../proxies/schemas.ts'
 export interface MetricsOptions {
   hub: AgentHub
   proxies: ProxyManager
+  /** Totals of the agents' data uplink (relay.data.counters). */
+  data?: DataCounters
 }
 
 type ProxyRow = { id: string; protocol: string; status: ProxyStatus }
 
-export default async function metricsPlugin(app: FastifyInstance, { hub, proxies }: MetricsOptions) {
+export default async function metricsPlugin(app: FastifyInstance, { hub, proxies, data }: MetricsOptions) {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'tether_relay_' })
   const rows = (): ProxyRow[] =>
@@ -70,6 +73,32 @@ export default async function metricsPlugin(app: FastifyInstance, { hub, proxies
     'UDP datagrams dropped because the path was congested',
     (r) => r.status.dropped_datagrams,
   )
+
+  if (data) {
+    new Counter({
+      name: 'tether_data_records_total',
+      help: "Records of agents' $data batches: stored, duplicate (redelivered, ignored), rejected (invalid or refused)",
+      labelNames: ['result'],
+      registers: [registry],
+      collect() {
+        this.reset()
+        this.inc({ result: 'stored' }, data.stored)
+        this.inc({ result: 'duplicate' }, data.duplicates)
+        this.inc({ result: 'rejected' }, data.rejected)
+      },
+    })
+    new Counter({
+      name: 'tether_data_batches_total',
+      help: "Agents' $data batches: ok (stored and acknowledged) or refused (answered ERROR, resent later)",
+      labelNames: ['result'],
+      registers: [registry],
+      collect() {
+        this.reset()
+        this.inc({ result: 'ok' }, data.batches)
+        this.inc({ result: 'refused' }, data.refused)
+      },
+    })
+  }
 
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', registry.contentType)
