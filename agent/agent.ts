@@ -6,15 +6,20 @@ import { ConverterEngine } from '../converters/index.ts'
 import { WireErrorCode } from '../protocol/messages.ts'
 import type { Session } from '../protocol/session.ts'
 import { readCaFiles } from '../protocol/tls-target.ts'
+import type { SiteBridge } from './bridge/site-bridge.ts'
+import { MqttBroker } from './broker/mqtt-broker.ts'
 import type { DataBuffer } from './buffer/data-buffer.ts'
 import { Forwarder } from './buffer/forwarder.ts'
 import { LevelBuffer } from './buffer/level-buffer.ts'
 import type { RecordInput } from './buffer/records.ts'
 import { type AgentConfig, loadAgentConfig } from './config.ts'
+import { startDataPlane } from './data-plane.ts'
 import { Allowlist } from './dialer/allowlist.ts'
 import { Dialer } from './dialer/dialer.ts'
+import type { HttpIngest } from './ingest/http-ingest.ts'
 import { RemoteIntegrations } from './integrations/remote-integrations.ts'
 import { RelayLink } from './link/relay-link.ts'
+import type { AgentMetrics } from './metrics/agent-metrics.ts'
 import { AGENT_VERSION } from './version.ts'
 
 /** A running agent. */
@@ -27,6 +32,14 @@ export interface Agent {
   forwarder: Forwarder
   /** Integrations the relay runs on this agent (`runOn`). */
   integrations: RemoteIntegrations
+  /** The embedded MQTT broker (config `broker`), absent when not configured; `stats()` for /metrics. */
+  broker?: MqttBroker
+  /** The site-broker bridge (config `bridge`); `stats()`. */
+  bridge?: SiteBridge
+  /** Local HTTP ingest (config `httpIngest`); `port` is the bound port. */
+  ingest?: HttpIngest
+  /** Local Prometheus `/metrics` (config `metrics`); `port` is the bound port. */
+  metrics?: AgentMetrics
   /** Resolves with the session once connected (at once if already connected). */
   connected(): Promise<Session>
   stop(): Promise<void>
@@ -55,6 +68,16 @@ export async function startAgent(input: Record<string, unknown>, logger?: Logger
     ...config.buffer,
     log: log.child({ component: 'buffer' }),
   })
+  // Before the link: LAN devices publish (durably) whether or not the relay is reachable.
+  const brokerLog = log.child({ component: 'broker' })
+  const broker = config.broker
+    ? await MqttBroker.start({ config: config.broker, topics: config.topics, buffer, log: brokerLog }).catch(
+        async (err) => {
+          await buffer.close()
+          throw err
+        },
+      )
+    : undefined
   // Made on first use: most agents run no remote integration and need no isolates.
   let engine: ConverterEngine | undefined
   const integrations = new RemoteIntegrations({
@@ -79,8 +102,11 @@ export async function startAgent(input: Record<string, unknown>, logger?: Logger
         refusals: dialer.refusals,
         buffer: { ...buffer.stats(), ...forwarder.stats() },
         integrations: integrations.status(),
+        ...(broker ? { broker: broker.stats() } : {}),
+        downlinks: config.downlinks,
       }),
-      onRun: (resource, payload) => {
+      onRun: (resource, payload, params) => {
+        if (broker?.handles(resource)) return broker.run(resource, payload, params)
         if (integrations.handles(resource)) return integrations.run(resource, payload)
         return Promise.reject(
           Object.assign(new Error(`unknown resource ${resource}`), {
@@ -90,6 +116,7 @@ export async function startAgent(input: Record<string, unknown>, logger?: Logger
       },
     })
   } catch (err) {
+    await broker?.close()
     await buffer.close()
     throw err
   }
@@ -97,6 +124,16 @@ export async function startAgent(input: Record<string, unknown>, logger?: Logger
   forwarder.start()
   // Integrations kept from the last run start before the link: they buffer whether or not the relay is up.
   await integrations.open()
+  // Bridge, HTTP ingest and /metrics (data-plane.ts): before the link, like the broker.
+  const dataPlane = await startDataPlane({ config, buffer, forwarder, link, broker, log }).catch(
+    async (err) => {
+      await forwarder.stop()
+      await integrations.close()
+      await broker?.close()
+      await buffer.close()
+      throw err
+    },
+  )
   link.on('connected', (session: Session) => void integrations.syncWith(session))
   link.start()
   return {
@@ -105,11 +142,18 @@ export async function startAgent(input: Record<string, unknown>, logger?: Logger
     buffer,
     forwarder,
     integrations,
+    broker,
+    bridge: dataPlane.bridge,
+    ingest: dataPlane.ingest,
+    metrics: dataPlane.metrics,
     connected: () =>
       link.session
         ? Promise.resolve(link.session)
         : new Promise((resolve) => link.once('connected', resolve)),
     stop: async () => {
+      // LAN intake first: every message acknowledged before this is in the buffer.
+      await broker?.close()
+      await dataPlane.stop()
       // Stop sending first, then close the link: that settles the batches in flight, whose acks still apply.
       const forwarding = forwarder.stop()
       await integrations.close()

@@ -24,6 +24,14 @@ export function agentConfigFrom(o: Record<string, unknown>): Record<string, unkn
   }
   const merged = { ...file }
   for (const [key, value] of Object.entries(fromFlags)) if (value !== undefined) merged[key] = value
+  // A port flag turns the service on (with the file's other settings for it, if any).
+  const ports: Array<[string, unknown]> = [
+    ['httpIngest', o.httpIngestPort],
+    ['metrics', o.metricsPort],
+  ]
+  for (const [key, port] of ports) {
+    if (port !== undefined) merged[key] = { ...(file[key] ?? {}), port: Number(port) }
+  }
   return merged
 }
 
@@ -52,6 +60,16 @@ export function agentCommand(): Command {
     .addOption(new Option('--log-level <level>', 'pino level (default info)').env('TETHER_LOG_LEVEL'))
     .addOption(windowOption())
     .addOption(maxWindowOption())
+    .addOption(
+      new Option('--http-ingest-port <port>', 'serve POST /data/{device} on this port (default off)').env(
+        'TETHER_HTTP_INGEST_PORT',
+      ),
+    )
+    .addOption(
+      new Option('--metrics-port <port>', 'serve Prometheus /metrics on this port (default off)').env(
+        'TETHER_METRICS_PORT',
+      ),
+    )
     .action(async (o) => {
       const agent = await startAgent(agentConfigFrom(o))
       stopOnSignals(() => agent.stop())

@@ -21,6 +21,7 @@ import { levelConvertersStore } from './converters/converters-store.ts'
 import { DebugEvents } from './converters/debug-events.ts'
 import convertersPlugin from './converters/index.ts'
 import dataPlugin, { DataSinks, deviceSink } from './data/index.ts'
+import { PropertyDownlinks } from './data/property-downlinks.ts'
 import { trackAgentTraffic } from './devices/agent-traffic.ts'
 import { DeviceTraffic } from './devices/device-traffic.ts'
 import { levelDevicesStore } from './devices/devices-store.ts'
@@ -308,6 +309,8 @@ export async function startRelay(input: Partial<RelayConfig>, opts: RelayStartOp
   const data = new DataSinks(deviceSink({ devices, buckets, traffic, log: dataLog }))
   data.register('integration', remoteIntegrationSink(integrations, applier, integrationsLog))
   await app.register(dataPlugin, { hub, sinks: data, db: store.db, log: dataLog })
+  const downlinks = new PropertyDownlinks({ hub, properties, devices, log: dataLog })
+  app.addHook('onClose', () => downlinks.close())
   await app.register(metricsPlugin, { hub, proxies, data: data.counters })
 
   app.server.on('upgrade', (req, socket, head) => {

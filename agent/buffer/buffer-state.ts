@@ -17,6 +17,8 @@ export interface BufferState {
   rejected: number
   forwarded: number
   poisoned: number
+  /** Records found unreadable on disk, skipped and deleted (see LevelBuffer.read). */
+  corrupted: number
 }
 
 const FIELDS = [
@@ -30,6 +32,8 @@ const FIELDS = [
   'forwarded',
   'poisoned',
 ] as const
+/** Fields added later: a state record written before them reads them as 0. */
+const LATER_FIELDS = ['corrupted'] as const
 
 /** The state record as stored. */
 export function encodeState(state: BufferState): Buffer {
@@ -68,6 +72,11 @@ function parse(raw: Buffer | undefined): BufferState | undefined {
       if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return undefined
       state[field] = n
     }
+    for (const field of LATER_FIELDS) {
+      const n = value[field] ?? 0
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return undefined
+      state[field] = n
+    }
     return state
   } catch {
     return undefined
@@ -85,5 +94,6 @@ function zero(): BufferState {
     rejected: 0,
     forwarded: 0,
     poisoned: 0,
+    corrupted: 0,
   }
 }

@@ -43,7 +43,7 @@ export interface ReadBatch {
 
 /**
  * Counters and gauges. Every counter is persisted with the write that changes it (`rejected` within a second),
- * so they survive restarts. Invariant: appended = forwarded + dropped + expired + poisoned + depth.
+ * so they survive restarts. Invariant: appended = forwarded + dropped + expired + poisoned + corrupted + depth.
  */
 export interface BufferStats {
   /** Records waiting to be forwarded. */
@@ -63,6 +63,8 @@ export interface BufferStats {
   forwarded: number
   /** Refused permanently by the relay, one at a time, and deleted (see forwarder.ts). */
   poisoned: number
+  /** Found unreadable on disk when read for forwarding: skipped, deleted and logged; the rest still flow. */
+  corrupted: number
   /** Records forwarded per second over the last 10 s. */
   forwardRatePerSec: number
   /** The last seq given out. */

@@ -17,8 +17,8 @@ import type { AppendResult, BufferLimits, BufferStats, DataBuffer, ReadBatch } f
 import { DropLog } from './drop-log.ts'
 import { FrontReader, RECORDS_END, recordKey, seqOfKey } from './front-reader.ts'
 import { RateMeter } from './rate-meter.ts'
-import { decodeRecord, type RecordInput } from './records.ts'
-import { WriteQueue } from './write-queue.ts'
+import { checkInput, type DataRecord, decodeRecord, type RecordInput } from './records.ts'
+import { type PoisonCounter, WriteQueue } from './write-queue.ts'
 
 export interface LevelBufferOptions extends Partial<BufferLimits> {
   log?: Logger
@@ -62,6 +62,8 @@ export class LevelBuffer extends EventEmitter implements DataBuffer {
    */
   #front = 1
   #writes = 0
+  /** Unreadable records whose deletion is queued (a re-read meanwhile must not queue it twice). */
+  readonly #corrupt = new Set<number>()
   #timer?: NodeJS.Timeout
   #closed?: Promise<void>
 
@@ -84,7 +86,7 @@ export class LevelBuffer extends EventEmitter implements DataBuffer {
     this.#queue = new WriteQueue({
       append: (ops) => this.#commitAppends(ops),
       ack: (seq) => this.#commitAck(seq),
-      poison: (seq) => this.#commitPoison(seq),
+      poison: (seq, counter) => this.#commitPoison(seq, counter),
       expire: () => this.#commitExpire(),
     })
     this.#expireEveryMs = expireEveryMs ?? 60_000
@@ -129,19 +131,29 @@ export class LevelBuffer extends EventEmitter implements DataBuffer {
     return this.#queue.append(inputs)
   }
 
-  /** Records after `afterSeq`, oldest first, within both limits but at least one. */
+  /**
+   * Records after `afterSeq`, oldest first, within both limits but at least one. A record that cannot be read back
+   * (damaged on disk) is skipped, logged, and deleted counted as `corrupted`: one bad record must not wedge the
+   * queue, and the relay accepts the gap in seqs (as after a poisoned record).
+   */
   async read(afterSeq: number | undefined, maxRecords: number, maxBytes: number): Promise<ReadBatch> {
     if (this.#closed) throw bufferError('TETHER_ERR_BUFFER_CLOSED')
     const from = Math.max(this.#front, (afterSeq ?? 0) + 1)
-    const it = this.#db.values({ gte: recordKey(from), lt: RECORDS_END, limit: maxRecords })
+    // No `limit`: skipped records must not use up the batch.
+    const it = this.#db.iterator({ gte: recordKey(from), lt: RECORDS_END })
     const batch: ReadBatch = { records: [], bytes: 0 }
     try {
       for (;;) {
-        const values = await it.nextv(Math.min(256, maxRecords - batch.records.length))
-        if (values.length === 0) return batch
-        for (const value of values) {
+        const entries = await it.nextv(Math.min(256, maxRecords - batch.records.length))
+        if (entries.length === 0) return batch
+        for (const [key, value] of entries) {
+          const record = readStored(key, value)
+          if (!record) {
+            this.#dropCorrupt(seqOfKey(key), value.length)
+            continue
+          }
           if (batch.records.length > 0 && batch.bytes + value.length > maxBytes) return batch
-          batch.records.push(decodeRecord(value))
+          batch.records.push(record)
           batch.bytes += value.length
         }
         if (batch.records.length >= maxRecords) return batch
@@ -244,11 +256,30 @@ export class LevelBuffer extends EventEmitter implements DataBuffer {
     return entries.length
   }
 
-  async #commitPoison(seq: number): Promise<boolean> {
+  /** Queues the deletion of an unreadable record, once; logs it. */
+  #dropCorrupt(seq: number, bytes: number): void {
+    if (this.#corrupt.has(seq)) return
+    this.#corrupt.add(seq)
+    this.#queue
+      .poison(seq, 'corrupted')
+      .then(
+        (deleted) => {
+          if (!deleted) return
+          this.#log?.error(
+            { seq, bytes, corrupted: this.#state.corrupted },
+            'buffered record unreadable (damaged on disk): skipped and deleted, counted in corrupted',
+          )
+        },
+        (err: Error) => this.#log?.error({ seq, err }, 'deleting an unreadable buffered record failed'),
+      )
+      .finally(() => this.#corrupt.delete(seq))
+  }
+
+  async #commitPoison(seq: number, counter: PoisonCounter): Promise<boolean> {
     const value = await this.#db.get(recordKey(seq))
     if (value === undefined) return false
     const st = { ...this.#state, depth: this.#state.depth - 1, bytes: this.#state.bytes - value.length }
-    st.poisoned++
+    st[counter]++
     await this.#db.batch([
       { type: 'del', key: recordKey(seq) },
       { type: 'put', key: 'm!state', value: encodeState(st) },
@@ -270,7 +301,9 @@ export class LevelBuffer extends EventEmitter implements DataBuffer {
       // Oldest by seq first; stops at the first young record (a late, old-ts record waits its turn).
       for (let entry = await it.next(); entry; entry = await it.next()) {
         const [key, value] = entry
-        if (decodeRecord(value).ts >= cutoff) break
+        const record = readStored(key, value)
+        if (!record) continue // unreadable: left for read() to count as corrupted
+        if (record.ts >= cutoff) break
         batch.del(key)
         st.depth--
         st.bytes -= value.length
@@ -305,6 +338,18 @@ export class LevelBuffer extends EventEmitter implements DataBuffer {
   async #refreshOldest(): Promise<void> {
     const [first] = await this.#db.iterator({ gte: recordKey(this.#front), lt: RECORDS_END, limit: 1 }).all()
     this.#front = first === undefined ? this.#state.seq + 1 : seqOfKey(first[0])
-    this.#oldestTs = first === undefined ? undefined : decodeRecord(first[1]).ts
+    // An unreadable oldest record has no ts: count its age from now until read() removes it.
+    this.#oldestTs = first === undefined ? undefined : (readStored(...first)?.ts ?? this.#now())
+  }
+}
+
+/** The record stored under `key`, or undefined when its bytes do not read back as the record of that seq. */
+function readStored(key: string, value: Buffer): DataRecord | undefined {
+  try {
+    const record = decodeRecord(value)
+    checkInput(record, 0)
+    return record.seq === seqOfKey(key) ? record : undefined
+  } catch {
+    return undefined
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Records of the store-and-forward buffer: what callers append, and what is stored and sent in RUN `$data`
- * (DESIGN.md, "Data uplink": `{seq, ts, source, device?, topic?, payload}`). Checked here, at append, so the
- * relay never sees a record this agent made that it would have to refuse.
+ * (DESIGN.md, "Data uplink": `{seq, ts, source, device?, topic?, payload}`, plus an optional `bucket`). Checked
+ * here, at append, so the relay never sees a record this agent made that it would have to refuse.
  */
 import { Packr, Unpackr } from 'msgpackr'
 import { bufferError } from './buffer-errors.ts'
@@ -18,6 +18,8 @@ export interface RecordInput {
   source: string
   /** The LAN device it is about (the relay files it under this id); absent: the gateway itself. */
   device?: string
+  /** The bucket its point goes to (BUCKET_PATTERN); absent: the device's own bucket. */
+  bucket?: string
   /** The MQTT topic or HTTP path, when there is one. */
   topic?: string
   payload: RecordPayload
@@ -32,6 +34,7 @@ export interface DataRecord {
   ts: number
   source: string
   device?: string
+  bucket?: string
   topic?: string
   payload: RecordPayload
 }
@@ -40,6 +43,8 @@ export interface DataRecord {
 export const SOURCE_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/
 export const MAX_DEVICE_CHARS = 256
 export const MAX_TOPIC_CHARS = 4096
+/** Bucket ids the relay accepts (the same pattern is checked there). */
+export const BUCKET_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 /** Largest ts (ms since epoch): exact in a JS number. */
 export const MAX_TS = Number.MAX_SAFE_INTEGER
 
@@ -50,7 +55,7 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
 /** Checks an appended record and fills its ts; throws a TypeError naming the bad field. */
 export function checkInput(input: RecordInput, now: number): Omit<DataRecord, 'seq'> {
   if (typeof input !== 'object' || input === null) throw invalid('a record must be an object')
-  const { source, device, topic, payload } = input
+  const { source, device, bucket, topic, payload } = input
   if (typeof source !== 'string' || !SOURCE_PATTERN.test(source)) {
     throw invalid(`source must match ${SOURCE_PATTERN}, got ${JSON.stringify(source)}`)
   }
@@ -63,6 +68,9 @@ export function checkInput(input: RecordInput, now: number): Omit<DataRecord, 's
   if (topic !== undefined && (typeof topic !== 'string' || topic.length > MAX_TOPIC_CHARS)) {
     throw invalid(`topic must be a string of at most ${MAX_TOPIC_CHARS} characters`)
   }
+  if (bucket !== undefined && (typeof bucket !== 'string' || !BUCKET_PATTERN.test(bucket))) {
+    throw invalid(`bucket must match ${BUCKET_PATTERN}`)
+  }
   const ts = input.ts ?? now
   if (!Number.isInteger(ts) || ts < 0 || ts > MAX_TS)
     throw invalid(`ts must be an integer from 0 to ${MAX_TS}`)
@@ -74,6 +82,7 @@ export function checkInput(input: RecordInput, now: number): Omit<DataRecord, 's
     ts,
     source,
     ...(device === undefined ? {} : { device }),
+    ...(bucket === undefined ? {} : { bucket }),
     ...(topic === undefined ? {} : { topic }),
     payload,
   }

@@ -11,15 +11,18 @@ import type { RecordInput } from './records.ts'
 export interface Committers {
   append(ops: Array<{ inputs: RecordInput[] }>): Promise<Array<AppendResult | Error | undefined>>
   ack(seq: number): Promise<number>
-  poison(seq: number): Promise<boolean>
+  poison(seq: number, counter: PoisonCounter): Promise<boolean>
   expire(): Promise<number>
 }
+
+/** What a deleted single record is counted as: refused by the relay, or unreadable on disk. */
+export type PoisonCounter = 'poisoned' | 'corrupted'
 
 type Settle<T> = { resolve: (value: T) => void; reject: (err: unknown) => void }
 type Op =
   | ({ kind: 'append'; inputs: RecordInput[] } & Settle<AppendResult>)
   | ({ kind: 'ack'; seq: number } & Settle<number>)
-  | ({ kind: 'poison'; seq: number } & Settle<boolean>)
+  | ({ kind: 'poison'; seq: number; counter: PoisonCounter } & Settle<boolean>)
   | ({ kind: 'expire' } & Settle<number>)
 
 /** Records per append group at most: bounds one batch's memory after a burst of appends. */
@@ -45,9 +48,9 @@ export class WriteQueue {
     return new Promise((resolve, reject) => this.#push({ kind: 'ack', seq, resolve, reject }))
   }
 
-  /** Queues the deletion of one refused record. */
-  poison(seq: number): Promise<boolean> {
-    return new Promise((resolve, reject) => this.#push({ kind: 'poison', seq, resolve, reject }))
+  /** Queues the deletion of one refused (or unreadable) record. */
+  poison(seq: number, counter: PoisonCounter = 'poisoned'): Promise<boolean> {
+    return new Promise((resolve, reject) => this.#push({ kind: 'poison', seq, counter, resolve, reject }))
   }
 
   /** Queues one expiry step. */
@@ -76,7 +79,8 @@ export class WriteQueue {
       else if (head.kind === 'ack') await this.#acks()
       else {
         this.#ops.shift()
-        const run = head.kind === 'poison' ? this.#commit.poison(head.seq) : this.#commit.expire()
+        const run =
+          head.kind === 'poison' ? this.#commit.poison(head.seq, head.counter) : this.#commit.expire()
         await (run as Promise<never>).then(head.resolve, head.reject)
       }
     }

@@ -1,9 +1,9 @@
 /**
  * The `$data` batch as the relay receives it (DESIGN.md, "Data uplink"): RUN `$data`, params `{epoch, after?}`,
- * payload an array of records `{seq, ts, source, device?, topic?, payload}`. Two levels of checks: a batch whose
- * shape or seqs are wrong is refused whole (ERROR BAD_ENCODING: it can never be accepted as it is); a record
- * with a valid seq but a bad field is acknowledged and counted as rejected, so it can never wedge the agent's
- * queue. The agent (agent/buffer/records.ts) checks the same rules at append.
+ * payload an array of records `{seq, ts, source, device?, bucket?, topic?, payload}`. Two levels of checks: a
+ * batch whose shape or seqs are wrong is refused whole (ERROR BAD_ENCODING: it can never be accepted as it is); a
+ * record with a valid seq but a bad field is acknowledged and counted as rejected, so it can never wedge the
+ * agent's queue. The agent (agent/buffer/records.ts) checks the same rules at append.
  */
 import { dataError } from './data-errors.ts'
 
@@ -20,6 +20,8 @@ export interface DataRecord {
   source: string
   /** The agent's id of a LAN device (any text; the device sink sanitises it). */
   device?: string
+  /** The bucket its point goes to (a bucket id, as the agent's topic mapping named it); absent: the device's. */
+  bucket?: string
   topic?: string
   /** Bytes (Uint8Array) or a JSON value. */
   payload: unknown
@@ -41,6 +43,8 @@ export const EPOCH_PATTERN = /^[A-Za-z0-9_-]{1,32}$/
 export const SOURCE_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/
 export const MAX_DEVICE_CHARS = 256
 export const MAX_TOPIC_CHARS = 4096
+/** Bucket ids (relay/buckets/schemas.ts BUCKET_ID_PATTERN). */
+export const BUCKET_PATTERN = /^[A-Za-z0-9_-]{1,64}$/
 
 const isMap = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)
@@ -86,7 +90,7 @@ export function parseBatch(payload: unknown, params: Record<string, unknown> | u
 
 /** Why a record (of a parsed batch) cannot be stored, or undefined when it can. */
 export function recordProblem(record: Record<string, unknown>): string | undefined {
-  const { ts, source, device, topic, payload } = record
+  const { ts, source, device, bucket, topic, payload } = record
   if (!Number.isSafeInteger(ts) || (ts as number) < 0) return 'ts must be a non-negative integer (ms)'
   if (typeof source !== 'string' || !SOURCE_PATTERN.test(source)) return `source must match ${SOURCE_PATTERN}`
   // nil stands for absent: other agents' encoders may write it.
@@ -99,18 +103,22 @@ export function recordProblem(record: Record<string, unknown>): string | undefin
   if (topic != null && (typeof topic !== 'string' || topic.length > MAX_TOPIC_CHARS)) {
     return `topic must be a string of at most ${MAX_TOPIC_CHARS} characters`
   }
+  if (bucket != null && (typeof bucket !== 'string' || !BUCKET_PATTERN.test(bucket))) {
+    return `bucket must match ${BUCKET_PATTERN}`
+  }
   if (payload === undefined) return 'payload is missing'
   return undefined
 }
 
 /** The record as sinks get it (nil device and topic dropped). */
 export function toDataRecord(record: Record<string, unknown> & { seq: number }): DataRecord {
-  const { seq, ts, source, device, topic, payload } = record
+  const { seq, ts, source, device, bucket, topic, payload } = record
   return {
     seq,
     ts: ts as number,
     source: source as string,
     ...(device == null ? {} : { device: device as string }),
+    ...(bucket == null ? {} : { bucket: bucket as string }),
     ...(topic == null ? {} : { topic: topic as string }),
     payload,
   }

@@ -69,6 +69,7 @@ export default async function devicesPlugin(
       created_ts: record.created_ts,
       connection: connection(record, link),
       ...(record.integration ? { integration: record.integration } : {}),
+      ...(record.via ? { via: record.via } : {}),
     }
   }
 

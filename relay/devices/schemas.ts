@@ -47,10 +47,54 @@ export const Connection = Type.Object({
   ts: Type.Optional(Type.Integer({ description: 'ms since epoch of the last connect or disconnect' })),
 })
 
+/** A property → MQTT topic rule of an agent (its config `downlinks`), as its DESCRIBE reports it. */
+export const PropertyDownlinkRule = Type.Object({
+  property: Type.String({ description: 'property id, or * for every property' }),
+  topic: Type.String({ description: 'LAN topic, with {device} and {property}' }),
+  qos: Type.Union([Type.Literal(0), Type.Literal(1), Type.Literal(2)]),
+  retain: Type.Boolean(),
+})
+export type PropertyDownlinkRule = Static<typeof PropertyDownlinkRule>
+
+/** An agent's store-and-forward buffer, from its DESCRIBE answer (agent/buffer/data-buffer.ts BufferStats). */
+export const AgentBufferInfo = Type.Object(
+  {
+    depth: Type.Integer({ description: 'records waiting to be forwarded' }),
+    bytes: Type.Integer({ description: 'bytes of the waiting records' }),
+    oldest_age_ms: Type.Optional(
+      Type.Integer({ description: 'age of the oldest waiting record; absent when empty' }),
+    ),
+    forwarded: Type.Integer({ description: 'records the relay stored, since the buffer was created' }),
+    dropped: Type.Integer({ description: 'deleted to make room (policy drop-oldest)' }),
+    rejected: Type.Integer({ description: 'refused at intake, buffer full (policy reject-new)' }),
+    expired: Type.Integer({ description: 'deleted for being older than maxAgeDays' }),
+    poisoned: Type.Integer({ description: 'refused for good by the relay, deleted' }),
+    corrupted: Type.Integer({ description: 'unreadable on disk, skipped and deleted' }),
+    rate: Type.Number({ description: 'records forwarded per second over the last 10 s' }),
+    policy: Type.Optional(Type.String({ description: 'drop-oldest or reject-new' })),
+  },
+  { description: 'store-and-forward buffer figures (live only: not kept once the agent is gone)' },
+)
+export type AgentBufferInfo = Static<typeof AgentBufferInfo>
+
 export const AgentInfo = Type.Object({
   version: Type.String(),
   allow: Type.Array(Type.String(), { description: "the agent's own allowlist of local targets" }),
   refusals: Type.Integer({ description: 'dials the agent refused since it started' }),
+  downlinks: Type.Optional(
+    Type.Array(PropertyDownlinkRule, {
+      description: 'property changes of devices it provisioned that the relay publishes on its broker',
+    }),
+  ),
+  buffer: Type.Optional(AgentBufferInfo),
+  broker: Type.Optional(
+    Type.Record(Type.String(), Type.Unknown(), { description: 'embedded MQTT broker counters (live only)' }),
+  ),
+})
+
+/** The agent whose data provisioned a device (devices it uplinks from its LAN). */
+export const ViaRef = Type.Object({
+  agent: Type.String({ description: "the agent's device id; property downlinks go through it" }),
 })
 
 /** The integration that provisioned a device, and the device type its converter gave. */
@@ -70,6 +114,7 @@ export const DeviceView = Type.Object({
   connection: Connection,
   agent: Type.Optional(AgentInfo),
   integration: Type.Optional(IntegrationRef),
+  via: Type.Optional(ViaRef),
 })
 export type DeviceView = Static<typeof DeviceView>
 
@@ -162,6 +207,8 @@ export interface DeviceRecord {
   callback?: CallbackRecord
   /** Integration devices: who provisioned it (downlinks go back through that integration). */
   integration?: Static<typeof IntegrationRef>
+  /** LAN devices an agent uplinks: the agent that provisioned it (property downlinks go back through it). */
+  via?: Static<typeof ViaRef>
   /** Last DESCRIBE answer of the agent. */
   agent?: Static<typeof AgentInfo>
   /** Figures of the last finished session (the live one comes from the hub). */

@@ -13,6 +13,7 @@ import { type ConnectRequest, Session } from '../../protocol/session.ts'
 import { WsChannel } from '../../protocol/ws-channel.ts'
 import { verifySecretOrDummy } from '../auth/passwords.ts'
 import type { DevicesStore } from '../devices/devices-store.ts'
+import type { AgentBufferInfo, PropertyDownlinkRule } from '../devices/schemas.ts'
 
 export interface AgentHubOptions {
   devices: DevicesStore
@@ -43,6 +44,43 @@ export interface AgentDescription {
   version: string
   allow: string[]
   refusals: number
+  /** Its property → topic rules (config `downlinks`): relay/data/property-downlinks.ts applies them. */
+  downlinks?: PropertyDownlinkRule[]
+  /** Live figures of its store-and-forward buffer and MQTT broker; never stored on the device record. */
+  buffer?: AgentBufferInfo
+  broker?: Record<string, unknown>
+}
+
+const isMap = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)
+
+/** The well-formed downlink rules of a DESCRIBE answer; others are left out. */
+function asDownlinks(value: unknown): PropertyDownlinkRule[] {
+  if (!Array.isArray(value)) return []
+  return value.flatMap((r): PropertyDownlinkRule[] => {
+    if (!isMap(r) || typeof r.property !== 'string' || typeof r.topic !== 'string') return []
+    const qos = r.qos === 0 || r.qos === 1 || r.qos === 2 ? r.qos : 1
+    return [{ property: r.property, topic: r.topic, qos, retain: r.retain === true }]
+  })
+}
+
+const count = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0)
+
+/** The device view's buffer figures from the agent's BufferStats (camelCase there, snake_case in the API). */
+function asBufferInfo(b: Record<string, unknown>): AgentBufferInfo {
+  return {
+    depth: count(b.depth),
+    bytes: count(b.bytes),
+    ...(typeof b.oldestAgeMs === 'number' ? { oldest_age_ms: count(b.oldestAgeMs) } : {}),
+    forwarded: count(b.forwarded),
+    dropped: count(b.dropped),
+    rejected: count(b.rejected),
+    expired: count(b.expired),
+    poisoned: count(b.poisoned),
+    corrupted: count(b.corrupted),
+    rate: typeof b.forwardRatePerSec === 'number' && b.forwardRatePerSec >= 0 ? b.forwardRatePerSec : 0,
+    ...(typeof b.policy === 'string' ? { policy: b.policy } : {}),
+  }
 }
 
 function asDescription(value: unknown): AgentDescription | undefined {
@@ -52,6 +90,9 @@ function asDescription(value: unknown): AgentDescription | undefined {
     version: String(v.version ?? ''),
     allow: v.allow.filter((a): a is string => typeof a === 'string'),
     refusals: typeof v.refusals === 'number' ? v.refusals : 0,
+    ...(v.downlinks === undefined ? {} : { downlinks: asDownlinks(v.downlinks) }),
+    ...(isMap(v.buffer) ? { buffer: asBufferInfo(v.buffer) } : {}),
+    ...(isMap(v.broker) ? { broker: v.broker } : {}),
   }
 }
 
@@ -160,8 +201,10 @@ export class AgentHub extends EventEmitter {
       if (!description) return link.description
       link.description = description
       const record = await this.#opts.devices.get(link.user, link.device)
-      if (record && JSON.stringify(record.agent) !== JSON.stringify(description)) {
-        record.agent = description
+      // Live figures change at every DESCRIBE and mean nothing once the agent is gone: not stored.
+      const { buffer: _buffer, broker: _broker, ...lasting } = description
+      if (record && JSON.stringify(record.agent) !== JSON.stringify(lasting)) {
+        record.agent = lasting
         await this.#opts.devices.put(record)
       }
       return description
