@@ -37,7 +37,11 @@ export const DEFAULT_LIMITS: BufferLimits = {
   policy: 'drop-oldest',
   sync: true,
 }
-export const DEFAULT_MAX_RECORD_BYTES = 256 * 1024
+/**
+ * Largest stored record: the broker's and HTTP ingest's largest payload (256 KiB) plus room for the longest topic
+ * (4,096 characters of UTF-8) and the other fields, so every payload a device may send can be stored.
+ */
+export const DEFAULT_MAX_RECORD_BYTES = 256 * 1024 + 20 * 1024
 const DAY_MS = 86_400_000
 /** Records expired per batch, so a long outage's backlog is trimmed in steps that let appends through. */
 const EXPIRE_CHUNK = 10_000

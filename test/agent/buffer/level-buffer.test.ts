@@ -96,3 +96,16 @@ test('LevelBuffer: drop, reject and forward counters are persisted', async (t) =
   assert.ok(bytes > 0)
   assertAccounted(reopened)
 })
+
+test('LevelBuffer: the largest payload the broker and HTTP ingest accept (256 KiB) fits, with the longest topic', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tether-buffer-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const buffer = await LevelBuffer.open(dir, {})
+  t.after(() => buffer.close())
+  const payload = new Uint8Array(256 * 1024).fill(0xab)
+  const topic = 'é'.repeat(4096)
+  const { last } = await buffer.append({ source: 'mqtt', device: 'd'.repeat(256), topic, payload })
+  const [stored] = await readAll(buffer)
+  assert.equal(stored?.seq, last)
+  assert.equal((stored?.payload as Uint8Array).byteLength, payload.byteLength)
+})
