@@ -21,7 +21,14 @@ import { type Agent, startAgent } from '../../agent/agent.ts'
 import type { MqttBroker } from '../../agent/broker/mqtt-broker.ts'
 import { RemoteError } from '../../protocol/errors.ts'
 import { WireErrorCode } from '../../protocol/messages.ts'
-import { createAgentDevice, freePort, memoryLogger, startTestRelay, type TestRelay } from './harness.ts'
+import {
+  createAgentDevice,
+  drained,
+  freePort,
+  memoryLogger,
+  startTestRelay,
+  type TestRelay,
+} from './harness.ts'
 import { FIXTURES, requireTools } from './real-clients/tools.ts'
 
 const CLI = new URL('../../cli/tether.mjs', import.meta.url).pathname
@@ -161,27 +168,6 @@ function mosquittoPub(bin: string, args: string[], lines?: string[]) {
   return new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
     proc.once('error', reject)
     proc.once('close', (code) => resolve({ code, stderr }))
-  })
-}
-
-/** Resolves once the agent's buffer is empty (on its `forwarded` event); the timeout only reports a hang. */
-function drained(agent: Agent, timeoutMs = 60_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (agent.buffer.stats().depth > 0) return
-      done()
-      resolve()
-    }
-    const timer = setTimeout(() => {
-      done()
-      reject(new Error(`buffer not drained: ${JSON.stringify(agent.buffer.stats())}`))
-    }, timeoutMs)
-    const done = () => {
-      clearTimeout(timer)
-      agent.buffer.off('forwarded', check)
-    }
-    agent.buffer.on('forwarded', check)
-    check()
   })
 }
 

@@ -260,3 +260,24 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 20))
   }
 }
+
+/** Resolves once the agent's buffer is empty (on its `forwarded` event); the timeout only reports a hang. */
+export function drained(agent: Agent, timeoutMs = 90_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (agent.buffer.stats().depth > 0) return
+      done()
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      done()
+      reject(new Error(`buffer not drained: ${JSON.stringify(agent.buffer.stats())}`))
+    }, timeoutMs)
+    const done = () => {
+      clearTimeout(timer)
+      agent.buffer.off('forwarded', check)
+    }
+    agent.buffer.on('forwarded', check)
+    check()
+  })
+}

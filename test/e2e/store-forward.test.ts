@@ -30,6 +30,7 @@ import { WsChannel } from '../../protocol/ws-channel.ts'
 import {
   ADMIN_PASSWORD,
   createAgentDevice,
+  drained,
   freePort,
   memoryLogger,
   startTestRelay,
@@ -63,27 +64,6 @@ const stateDir = async (t: TestContext) => {
   const dir = await mkdtemp(join(tmpdir(), 'tether-agent-'))
   t.after(() => rm(dir, { recursive: true, force: true }))
   return dir
-}
-
-/** Resolves once the agent's buffer is empty (on its `forwarded` event); the timeout only reports a hang. */
-function drained(agent: Agent, timeoutMs = 90_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (agent.buffer.stats().depth > 0) return
-      done()
-      resolve()
-    }
-    const timer = setTimeout(() => {
-      done()
-      reject(new Error(`buffer not drained: ${JSON.stringify(agent.buffer.stats())}`))
-    }, timeoutMs)
-    const done = () => {
-      clearTimeout(timer)
-      agent.buffer.off('forwarded', check)
-    }
-    agent.buffer.on('forwarded', check)
-    check()
-  })
 }
 
 /** Appends `n` readings in chunks of 1000; resolves once all are durable. */
